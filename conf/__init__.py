@@ -1,0 +1,1 @@
+"""seqlab's Hydra config tree, shipped as package data so installed copies find it."""

@@ -1,0 +1,56 @@
+"""Checks of the composed config that Hydra does not make: value types of command-line overrides."""
+
+from typing import Any
+
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.errors import SeqlabError
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return True  # strings and nulls take any value: Lightning accepts 16 or "16-mixed" for precision
+
+
+def check_override_types(cfg: DictConfig) -> None:
+    """Refuse `key=value` overrides whose value has another type than the config's default.
+
+    The defaults come from composing the same config groups without the value overrides, so an
+    experiment preset that changes a default also changes what is expected.
+    """
+    hydra_cfg = HydraConfig.get()
+    overrides = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    loader = GlobalHydra.instance().config_loader()
+
+    def is_group(key: str) -> bool:
+        parent, _, name = key.rpartition("/")
+        return name in loader.list_groups(parent)
+
+    group_overrides = [o.input_line for o in overrides if is_group(o.key_or_group)]
+    value_overrides = [o for o in overrides if not is_group(o.key_or_group) and not o.is_delete() and not o.is_add()]
+    if not value_overrides:
+        return
+    defaults = compose(config_name=hydra_cfg.job.config_name, overrides=group_overrides)
+    for override in value_overrides:
+        key = override.key_or_group
+        if key.startswith("hydra."):
+            continue
+        default = OmegaConf.select(defaults, key, default=None, throw_on_resolution_failure=False)
+        if default is None or OmegaConf.is_config(default):
+            continue
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if not _compatible(default, value):
+            raise SeqlabError(f"{key}={value!r} has the wrong type: {key} takes {_type_name(default)} (default {default!r})")

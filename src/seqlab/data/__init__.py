@@ -1,0 +1,1 @@
+"""Data: tokenizers, splits and LightningDataModules, chosen by the `data` config group."""

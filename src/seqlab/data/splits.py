@@ -1,0 +1,44 @@
+"""Seeded, stratified splits: a validation share of the training data, or fold i of K folds."""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from seqlab.errors import SeqlabError
+
+
+def _shuffled_groups(labels: Sequence, seed: int) -> list[np.ndarray]:
+    """Indices of each label (a single group when `labels` is all None), each shuffled by `seed`."""
+    rng = np.random.default_rng(seed)
+    keys = np.array(["" if label is None else str(label) for label in labels])
+    return [rng.permutation(np.flatnonzero(keys == key)) for key in sorted(set(keys.tolist()))]
+
+
+def stratified_split(labels: Sequence, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices, each label split in the same proportion."""
+    if not 0.0 < val_fraction < 1.0:
+        raise SeqlabError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+    train, val = [], []
+    for group in _shuffled_groups(labels, seed):
+        n_val = int(round(len(group) * val_fraction))
+        val.append(group[:n_val])
+        train.append(group[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def kfold_split(labels: Sequence, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices of fold `fold` of a seeded, stratified K-fold split.
+
+    The K validation folds partition the data exactly; each label is spread evenly over them.
+    """
+    if num_folds < 2:
+        raise SeqlabError(f"data.num_folds must be at least 2, got {num_folds}")
+    if fold is None or not 0 <= fold < num_folds:
+        raise SeqlabError(f"data.fold must be in 0..{num_folds - 1} for data.num_folds={num_folds}, got {fold}")
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    offset = 0
+    for group in _shuffled_groups(labels, seed):
+        # Continue the round-robin across labels so small labels don't all land in fold 0.
+        fold_of[group] = (np.arange(len(group)) + offset) % num_folds
+        offset += len(group)
+    return np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)

@@ -1,0 +1,1 @@
+"""Tasks: LightningModules wrapping a model with its loss, metrics and optimiser."""

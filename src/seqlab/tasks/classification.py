@@ -1,0 +1,104 @@
+"""Sequence classification: cross-entropy (or one logit with BCE for two classes), accuracy, macro F1, AUROC."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
+
+from seqlab.tasks.optim import build_optimizer
+
+STAGES = ("train", "val", "test")
+
+
+class SequenceClassificationTask(pl.LightningModule):
+    """Wraps a classifier built by `model(num_classes=...)`.
+
+    `binary_output="sigmoid"` gives two-class problems one logit trained with BCE; "softmax" keeps
+    two logits and cross-entropy. Metrics are torchmetrics objects, one collection per stage.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., nn.Module],
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., dict[str, Any]] | None = None,
+        binary_output: str = "softmax",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if binary_output not in ("softmax", "sigmoid"):
+            raise ValueError(f"binary_output must be 'softmax' or 'sigmoid', got {binary_output!r}")
+        self.num_classes = num_classes
+        self.single_logit = num_classes == 2 and binary_output == "sigmoid"
+        self.net = model(num_classes=1 if self.single_logit else num_classes)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.label_smoothing = label_smoothing
+        # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage) for stage in STAGES})
+
+    def _stage_metrics(self, stage: str) -> MetricCollection:
+        metrics: dict[str, Any] = {
+            "acc": Accuracy(task="multiclass", num_classes=self.num_classes),
+            "f1": F1Score(task="multiclass", num_classes=self.num_classes, average="macro"),
+        }
+        if self.num_classes == 2:
+            metrics["auroc"] = AUROC(task="binary")
+        return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, num_classes)."""
+        return self.probabilities(self.net(input_ids, lengths))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.single_logit:
+            positive = torch.sigmoid(logits.squeeze(-1).float())
+            return torch.stack([1 - positive, positive], dim=-1)
+        return torch.softmax(logits.float(), dim=-1)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.single_logit:
+            targets = labels.float()
+            if self.label_smoothing:
+                targets = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+            return F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), targets)
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self.net(batch["input_ids"], batch["lengths"])
+        labels = batch["labels"]
+        loss = self.loss(logits, labels)
+        probs = self.probabilities(logits.detach())
+        collection = self.metrics[f"{stage}_metrics"]
+        collection["acc"].update(probs, labels)
+        collection["f1"].update(probs, labels)
+        if "auroc" in collection:
+            collection["auroc"].update(probs[:, 1], labels)
+        batch_size = labels.size(0)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=stage != "train", batch_size=batch_size, prog_bar=True)
+        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch["input_ids"], batch["lengths"])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.optimizer_factory, self.net)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}

@@ -1,0 +1,62 @@
+"""seqlab-train: compose data, model, task, trainer, loggers and callbacks from config; fit; test.
+
+Heavy imports happen inside the task function, so `--help` and `--cfg job` answer at once.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from seqlab.errors import reports_errors
+
+
+@reports_errors
+def train(cfg: DictConfig) -> float | None:
+    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
+    import pytorch_lightning as pl
+
+    from seqlab import runs
+    from seqlab.config_checks import check_override_types
+
+    check_override_types(cfg)
+    ckpt_path = runs.resolve_ckpt_path(cfg)
+    runs.write_resolved_config(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    failed = True
+    try:
+        datamodule = runs.build_datamodule(cfg)
+        if pl.utilities.rank_zero_only.rank == 0:
+            datamodule.save_to(runs.run_dir(cfg))
+        task = runs.build_task(cfg, datamodule)
+        trainer = runs.build_trainer(cfg, datamodule)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics = runs.scalar_metrics(trainer.callback_metrics)
+        progress = {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
+
+        checkpoint = trainer.checkpoint_callback
+        best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
+        evaluated_ckpt = best or None
+        metrics.update(runs.scalar_metrics(trainer.validate(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, verbose=False, weights_only=True)[0]))
+        if cfg.get("test"):
+            metrics.update(runs.scalar_metrics(trainer.test(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, weights_only=True)[0]))
+
+        value = runs.optimized_value(cfg, metrics)
+        metrics.update(datamodule.split_sizes)
+        runs.write_json(
+            runs.run_dir(cfg) / "metrics.json",
+            {**metrics, **progress, "ckpt_path": best},
+        )
+        failed = False
+        return value
+    finally:
+        runs.finish_wandb(failed)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
