@@ -56,7 +56,7 @@ def test_validation_loss_is_the_mean_over_tokens_not_batches(text_file):
 
 
 LM_RUN = [
-    "data=text_lm", "task=language_modeling", "monitor=val/loss", "monitor_mode=min",
+    "data=text_lm", "task=language_modeling",
     "data.block_size=16", "data.batch_size=8", "data.eval_batch_size=32", "data.train_samples_per_epoch=400",
     "trainer.max_epochs=2", "task.sample_length=30",
     "callbacks.progress_bar=null", "callbacks.model_summary=null",
