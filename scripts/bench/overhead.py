@@ -97,7 +97,7 @@ def plain_classification_batches(datamodule) -> Callable[[], object]:
 
 def plain_classification(cfg: DictConfig, datamodule, steps: int) -> float:
     torch.manual_seed(0)
-    model = instantiate(cfg.model, **datamodule.model_dims(), num_classes=datamodule.num_classes)
+    model = instantiate(runs.model_config(cfg)[0], **datamodule.model_dims(), num_classes=datamodule.num_classes)
 
     def loss_of(batch) -> torch.Tensor:
         input_ids, lengths, labels = batch
@@ -109,7 +109,7 @@ def plain_classification(cfg: DictConfig, datamodule, steps: int) -> float:
 def plain_language_model(cfg: DictConfig, datamodule, steps: int) -> float:
     """nanoGPT's loop: random windows of the training tokens, stacked."""
     torch.manual_seed(0)
-    model = instantiate(cfg.model, **datamodule.model_dims())
+    model = instantiate(runs.model_config(cfg)[0], **datamodule.model_dims())
     data = torch.from_numpy(datamodule.segments["train"][0])
     block, batch_size = datamodule.block_size, datamodule.batch_size
 
