@@ -74,3 +74,22 @@ def test_progress_bar_reads_metrics_only_when_it_redraws(monkeypatch):
         bar.on_train_batch_end(trainer, None, None, None, index)
     assert 10 <= len(updates) <= 12
     assert updates[0] == 0 and updates[-1] == 99  # the first batch shows at once, the last always
+
+
+def test_train_loss_is_logged_on_the_steps_that_are_written_and_the_last():
+    from seqlab.tasks.step_logging import logs_this_step
+
+    def logged(steps: int, every: int, batches_per_epoch: int, max_steps: int = -1) -> list[int]:
+        out = []
+        for step in range(steps):  # global_step before the step
+            trainer = types.SimpleNamespace(
+                global_step=step, log_every_n_steps=every, max_steps=max_steps, fast_dev_run=False,
+                is_last_batch=(step + 1) % batches_per_epoch == 0,
+            )
+            if logs_this_step(trainer):
+                out.append(step + 1)
+        return out
+
+    assert logged(45, every=20, batches_per_epoch=100) == [20, 40]
+    assert logged(45, every=20, batches_per_epoch=25) == [20, 25, 40]
+    assert logged(45, every=20, batches_per_epoch=100, max_steps=45) == [20, 40, 45]

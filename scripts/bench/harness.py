@@ -8,7 +8,10 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -44,6 +47,29 @@ def compose_run_config(overrides: Sequence[str], run_dir: Path, config_name: str
     return cfg
 
 
+@dataclass
+class Timing:
+    """Wall-clock seconds, and CPU seconds of this process (all its threads).
+
+    On a machine whose other jobs keep every core busy, wall time mostly measures the scheduler;
+    CPU time still measures the work, so side-by-side ratios use it.
+    """
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def timed() -> Iterator[Timing]:
+    timing = Timing()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield timing
+    finally:
+        timing.wall = time.perf_counter() - wall
+        timing.cpu = time.process_time() - cpu
+
+
 def set_threads(threads: int) -> None:
     """Pin torch's intra-op threads. On a machine shared by several jobs, OpenMP threads that spin
     waiting for each other turn a 20 ms step into seconds; one thread per process keeps figures steady."""
@@ -70,6 +96,8 @@ def machine() -> dict[str, str]:
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
+        # Other jobs' demand for the CPUs while this ran: figures from a busy machine are slower.
+        "load average (1 min)": f"{os.getloadavg()[0]:.1f}",
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -12,6 +12,7 @@ from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class SequenceClassificationTask(pl.LightningModule):
         batch_size = labels.size(0)
         if stage == "train":
             self._remember_train_predictions(logits.detach(), labels)
-            self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=True)
+            if logs_this_step(self.trainer):
+                self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=True)
             return loss
         collection = self.metrics[f"{stage}_metrics"]
         self._update_metrics(collection, self.probabilities(logits.detach()), labels)

@@ -18,6 +18,7 @@ from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class LanguageModelingTask(pl.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
         tokens = (targets != IGNORE_INDEX).sum()
         self.token_losses[f"{stage}_loss"].update(loss.detach(), weight=tokens)
-        if stage == "train":
+        if stage == "train" and logs_this_step(self.trainer):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=targets.size(0))
         return loss
 
