@@ -172,16 +172,18 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         if "train" not in splits or not splits["train"].texts:
             raise SeqlabError(f"{type(self).__name__}: the training split is empty")
         train = splits["train"]
+        val_fraction = self.val_fraction
         if "test" not in splits:
             # Carved out first, so folds and the validation share never touch it.
             train_idx, test_idx = stratified_split(train.labels, self.test_fraction, self.split_seed, name="data.test_fraction")
             splits = {**splits, "train": train.subset(train_idx), "test": train.subset(test_idx)}
             train = splits["train"]
+            val_fraction = min(self.val_fraction / (1.0 - self.test_fraction), 1.0)  # both are shares of the whole file
         if self.num_folds is not None:
             train_idx, val_idx = kfold_split(train.labels, self.num_folds, self.fold, self.split_seed)
             splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
         elif "val" not in splits:
-            train_idx, val_idx = stratified_split(train.labels, self.val_fraction, self.split_seed)
+            train_idx, val_idx = stratified_split(train.labels, val_fraction, self.split_seed)
             splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
         return {name: splits[name] for name in ("train", "val", "test")}
 
