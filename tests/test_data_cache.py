@@ -100,6 +100,10 @@ def test_imdb_cache_notices_an_edited_review(tmp_path, caplog):
     root = make_aclimdb(tmp_path, per_folder=6)
     kwargs = dict(data_dir=str(tmp_path), labels=["neg", "pos"], cache_dir=str(tmp_path / ".cache"))
     IMDBDataModule(tokenizer=WordTokenizer(), **kwargs).setup()
+    with caplog.at_level(logging.INFO, logger="seqlab.data.cache"):
+        IMDBDataModule(tokenizer=WordTokenizer(), **kwargs).setup()
+    assert "data cache hit" in caplog.text
+    caplog.clear()
     review = next((root / "test" / "pos").glob("*.txt"))
     review.write_text("an edited review")
     with caplog.at_level(logging.INFO, logger="seqlab.data.cache"):

@@ -181,17 +181,21 @@ class TextFilesDataModule(TextClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if format is not None and format not in FORMATS:
-            raise SeqlabError(f"data.format={format!r} is not one of {', '.join(FORMATS)}")
-        named = {"train": train_file, "val": val_file, "test": test_file}
-        self.files = {split: resolve_data_file(name, data_dir) for split, name in named.items() if name}
+        self.file_names = {split: name for split, name in {"train": train_file, "val": val_file, "test": test_file}.items() if name}
+        self.data_dir = data_dir
         self.format = format
         self.text_column = text_column
         self.label_column = label_column
 
+    @property
+    def files(self) -> dict[str, Path]:
+        # Resolved when read, not when built: Hydra would wrap an error raised while instantiating.
+        return {split: resolve_data_file(name, self.data_dir) for split, name in self.file_names.items()}
+
     def source_identity(self) -> dict[str, Any]:
+        files = self.files
         return {
-            "files": dict(zip(self.files, file_identity(self.files.values()))),
+            "files": dict(zip(files, file_identity(files.values()))),
             "reader": [self.format, self.text_column, self.label_column],
         }
 
@@ -202,4 +206,4 @@ class TextFilesDataModule(TextClassificationDataModule):
         return splits
 
     def split_source(self, split: str) -> str:
-        return str(self.files.get(split, self.files["train"]))
+        return str(resolve_data_file(self.file_names.get(split, self.file_names["train"]), self.data_dir))
