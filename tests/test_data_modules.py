@@ -104,3 +104,11 @@ def test_text_lm_splits_a_text_file_by_position(tmp_path):
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["input_ids"].shape == (4, 16)
     assert torch.equal(batch["input_ids"][:, 1:], batch["targets"][:, :-1])
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe", "char", "pretrained"])
+@pytest.mark.parametrize("data", ["synthetic_sentiment", "text_files", "sst2", "imdb", "shakespeare", "text_lm"])
+def test_every_tokenizer_option_composes_with_every_data_option(compose_config, data, tokenizer):
+    cfg = compose_config([f"data={data}", f"data/tokenizer={tokenizer}"])
+    assert cfg.data.tokenizer._target_.startswith("seqlab.data.tokenizers.")
+    assert cfg.data.cache_dir.endswith("/.cache") or data == "synthetic_sentiment"

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from seqlab.data.cache import tree_identity
+from seqlab.data.cache import folder_identity
 from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
 from seqlab.data.download import download_file, sha256_of
 from seqlab.errors import SeqlabError
@@ -82,7 +82,7 @@ class IMDBDataModule(TextClassificationDataModule):
         return folders
 
     def source_identity(self) -> dict[str, str]:
-        return {f"{split}/{label}": tree_identity(folder, "*.txt") for (split, label), folder in self._folders().items()}
+        return {f"{split}/{label}": folder_identity(folder, ".txt") for (split, label), folder in self._folders().items()}
 
     def read_splits(self) -> dict[str, LabelledTexts]:
         splits = {"train": LabelledTexts([], []), "test": LabelledTexts([], [])}

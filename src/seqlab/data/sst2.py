@@ -33,4 +33,5 @@ class SST2DataModule(TextClassificationDataModule):
         return splits
 
     def split_source(self, split: str) -> str:
-        return str(self.root / FILES[split])
+        from_train = split == "val" and self.num_folds is not None
+        return str(self.root / FILES["train" if from_train else split])

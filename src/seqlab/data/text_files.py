@@ -206,4 +206,5 @@ class TextFilesDataModule(TextClassificationDataModule):
         return splits
 
     def split_source(self, split: str) -> str:
-        return str(resolve_data_file(self.file_names.get(split, self.file_names["train"]), self.data_dir))
+        own_file = split in self.file_names and not (split == "val" and self.num_folds is not None)
+        return str(resolve_data_file(self.file_names[split if own_file else "train"], self.data_dir))
