@@ -163,10 +163,12 @@ class TokenCache:
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None, chunk_size: int = 2048) -> RaggedArray:
     """Tokenise `texts` in batches (the tokenizer encodes each batch in parallel) into a RaggedArray."""
+    from rich.console import Console
     from rich.progress import Progress
 
     parts = []
-    with Progress(transient=True, disable=len(texts) < 8 * chunk_size) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=len(texts) < 8 * chunk_size or not console.is_terminal) as progress:
         task = progress.add_task("tokenising", total=len(texts))
         for start in range(0, len(texts), chunk_size):
             batch = texts[start : start + chunk_size]

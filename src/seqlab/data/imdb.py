@@ -54,11 +54,13 @@ class IMDBDataModule(TextClassificationDataModule):
         archive.unlink()
 
     def _unpack(self, archive: Path) -> None:
+        from rich.console import Console
         from rich.progress import Progress
 
         tmp = Path(tempfile.mkdtemp(prefix=".aclImdb.", dir=self.data_dir))
+        console = Console(stderr=True)
         try:
-            with tarfile.open(archive, "r:gz") as tar, Progress(transient=True) as progress:
+            with tarfile.open(archive, "r:gz") as tar, Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
                 members = tar.getmembers()
                 for member in progress.track(members, description=f"unpacking {archive.name}"):
                     tar.extract(member, tmp, filter="data")

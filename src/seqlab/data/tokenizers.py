@@ -96,7 +96,10 @@ class _TrainedHFTokenizer(TextTokenizer):
 
     def fit(self, texts: Iterable[str]) -> None:
         tokenizer, trainer = self._untrained()
-        tokenizer.train_from_iterator(texts, trainer=trainer)
+        texts = list(texts)
+        # Batches of texts let the trainer count words on all cores.
+        batches = (texts[start : start + 1000] for start in range(0, len(texts), 1000))
+        tokenizer.train_from_iterator(batches, trainer=trainer, length=len(texts))
         self._tokenizer = tokenizer
 
     @property
