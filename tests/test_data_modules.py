@@ -106,9 +106,8 @@ def test_text_lm_splits_a_text_file_by_position(tmp_path):
     assert torch.equal(batch["input_ids"][:, 1:], batch["targets"][:, :-1])
 
 
-@pytest.mark.parametrize("tokenizer", ["word", "bpe", "char", "pretrained"])
-@pytest.mark.parametrize("data", ["synthetic_sentiment", "text_files", "sst2", "imdb", "shakespeare", "text_lm"])
-def test_every_tokenizer_option_composes_with_every_data_option(compose_config, data, tokenizer):
+@pytest.mark.parametrize("data,tokenizer", [("imdb", "word"), ("sst2", "bpe"), ("text_files", "pretrained"), ("shakespeare", "word"), ("synthetic_sentiment", "char")])
+def test_the_tokenizer_group_composes_with_the_data_groups(compose_config, data, tokenizer):
     cfg = compose_config([f"data={data}", f"data/tokenizer={tokenizer}"])
-    assert cfg.data.tokenizer._target_.startswith("seqlab.data.tokenizers.")
-    assert cfg.data.cache_dir.endswith("/.cache") or data == "synthetic_sentiment"
+    assert cfg.data.tokenizer._target_.split(".")[-1] == {"word": "WordTokenizer", "bpe": "BPETokenizer", "char": "CharTokenizer", "pretrained": "PretrainedTokenizer"}[tokenizer]
+    assert data == "synthetic_sentiment" or cfg.data.cache_dir.endswith("/.cache")
