@@ -67,7 +67,8 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
     assert [r["rank"] for r in records] == [0, 1] and records[0]["pid"] != records[1]["pid"]
     assert {r["run_dir"] for r in records} == {str(run_dir)} and {r["values"]["hidden_dim"] for r in records} == {16}
     metrics = read_metrics(run_dir)
-    assert metrics["epoch"] == 1 and 0 <= metrics["test/acc"] <= 1
+    # 200 examples split between 2 ranks, 64 a batch: 2 steps (one process would take 4).
+    assert metrics["epoch"] == 1 and metrics["global_step"] == 2 and 0 <= metrics["test/acc"] <= 1
     # One run dir, written by rank 0 alone: no per-rank logs or logger versions, nothing outside it.
     assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "metrics.json", "tokenizer.json", "train.log"]
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0"]
@@ -258,7 +259,8 @@ def test_ddp_spawn_run_on_two_cpu_processes(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("seqlab-train", "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert read_metrics(run_dir)["epoch"] == 1
+    metrics = read_metrics(run_dir)
+    assert metrics["epoch"] == 1 and metrics["global_step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 

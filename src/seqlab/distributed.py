@@ -10,6 +10,7 @@ any training, that they all arrived at the same run.
 """
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning_fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
 from omegaconf import OmegaConf
+from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from seqlab.errors import SeqlabError
@@ -145,6 +147,21 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         return failures
 
 
+class SpawnLauncherWithProgress(_MultiProcessingLauncher):
+    """Lightning's spawn launcher (ddp_spawn), also bringing the fit loop's progress back to the main
+    process, whose epoch and global step metrics.json reports (Lightning brings back only metrics and weights)."""
+
+    def get_extra_results(self, trainer: pl.Trainer) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        torch.save(trainer.fit_loop.state_dict(), buffer)
+        return {**super().get_extra_results(trainer), "fit_loop_bytes": buffer.getvalue()}
+
+    def update_main_process_results(self, trainer: pl.Trainer, extra: dict[str, Any]) -> None:
+        super().update_main_process_results(trainer, extra)
+        if trainer.state.fn == "fit":
+            trainer.fit_loop.load_state_dict(torch.load(io.BytesIO(extra["fit_loop_bytes"]), weights_only=False))
+
+
 def prepare_launch(trainer: pl.Trainer) -> None:
     """Start extra ranks as runs of this job; refuse, before any training, ranks that would share a submitit task.
 
@@ -155,6 +172,8 @@ def prepare_launch(trainer: pl.Trainer) -> None:
     if type(strategy.launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():
         old = strategy.launcher
         strategy._launcher = HydraJobLauncher(old.cluster_environment, old.num_processes, old.num_nodes)
+    if type(strategy.launcher) is _MultiProcessingLauncher:
+        strategy._launcher = SpawnLauncherWithProgress(strategy, start_method=strategy.launcher._start_method)
     environment = getattr(strategy, "cluster_environment", None)
     if environment is None or trainer.world_size == 1:
         return
