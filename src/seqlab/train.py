@@ -14,16 +14,17 @@ def train(cfg: DictConfig) -> float | None:
     """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
     import pytorch_lightning as pl
 
-    from seqlab import runs
+    from seqlab import cluster, distributed, runs
     from seqlab.config_checks import check_override_types
 
+    cluster.adopt_task_ranks()
     check_override_types(cfg)
-    ckpt_path = runs.resolve_ckpt_path(cfg)
+    ckpt_path = runs.resolve_ckpt_path(cfg) or cluster.resume_checkpoint(cfg)
     runs.write_resolved_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
-    failed = True
+    failed, trainer = True, None
     try:
         datamodule = runs.build_datamodule(cfg)
         if pl.utilities.rank_zero_only.rank == 0:
@@ -51,6 +52,7 @@ def train(cfg: DictConfig) -> float | None:
         return value
     finally:
         runs.finish_wandb(failed)
+        distributed.end_job(trainer, failed)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")

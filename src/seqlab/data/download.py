@@ -23,7 +23,8 @@ def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
+    # Per process: the ranks of a multi-process run all prepare the data, and must not write into one file.
+    partial = destination.with_name(f"{destination.name}.{os.getpid()}.part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
