@@ -186,3 +186,39 @@ def test_optuna_pruning_prunes_a_trial_running_in_another_process(tmp_path):
     assert len(second.intermediate_values) == 1  # stopped after its first validation
     assert json.loads((sweep / "1" / "job.json").read_text())["status"] == "pruned"
     assert "PRUNED" in (sweep / "trials.csv").read_text()
+
+
+@pytest.mark.slow
+def test_optuna_failed_trial_is_recorded_and_the_sweep_goes_on_within_max_failure_rate(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "seqlab-train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.01,-1.0)",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.max_failure_rate=0.5", *TINY, "test=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="train", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_study.journal"))))
+    states = {t.params["optimizer.lr"]: t.state for t in study.trials}
+    assert states == {0.01: optuna.trial.TrialState.COMPLETE, -1.0: optuna.trial.TrialState.FAIL}
+    failed = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    assert "learning rate" in failed.user_attrs["error"].lower()
+
+    # With no failure allowed, the same search stops with an error once a trial fails.
+    result = run_cli(
+        "seqlab-train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.01,-1.0)",
+        "hydra.sweeper.n_trials=2", *TINY, "test=false", f"hydra.sweep.dir={tmp_path / 'strict'}", cwd=tmp_path,
+    )
+    assert result.returncode != 0 and "max_failure_rate=0.0" in result.stderr
+    assert (tmp_path / "strict" / "trials.csv").is_file()
+
+
+def test_multi_objective_values_are_checked_against_the_directions():
+    from seqlab.sweeps.optuna_study import directions, trial_values
+
+    assert directions(["max", "minimize"]) == ["maximize", "minimize"]
+    assert trial_values([0.9, 0.3], 2) == [0.9, 0.3]
+    assert trial_values(0.5, 1) == [0.5]
+    with pytest.raises(SeqlabError, match="2 objective"):
+        trial_values(0.5, 2)
+    with pytest.raises(SeqlabError, match="minimize or maximize"):
+        directions("up")

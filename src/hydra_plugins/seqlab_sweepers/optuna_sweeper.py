@@ -114,10 +114,11 @@ class OptunaSweeper(Sweeper):
                         trial.set_user_attr("error", outcome["error"])
                         grid_done |= _tell(study, trial, state=optuna.trial.TrialState.FAIL)
                         failures.append(outcome["error"])
-                if failures and len(failures) / finished > self.max_failure_rate:
+                # The failure budget is a share of the sweep's trials, so it does not depend on the order they fail in.
+                if len(failures) > self.max_failure_rate * n_trials:
                     raise SeqlabError(
-                        f"{len(failures)} of {finished} trials failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate}; "
-                        f"last error: {failures[-1]}"
+                        f"{len(failures)} of {finished} trials failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
+                        f"of n_trials={n_trials} allows; last error: {failures[-1]}"
                     )
         finally:
             optuna_study.write_reports(study, sweep_dir, storage)

@@ -9,8 +9,11 @@ a listing does not see, so the entry points register the classes themselves.
 def register_sweepers() -> None:
     from hydra.core.plugins import Plugins
 
+    # Scan first: the scan re-executes plugin modules it finds, and the classes registered last win.
+    plugins = Plugins.instance()
+
     from hydra_plugins.seqlab_sweepers.basic_sweeper import CrossValidationBasicSweeper
     from hydra_plugins.seqlab_sweepers.optuna_sweeper import OptunaSweeper
 
     for sweeper in (CrossValidationBasicSweeper, OptunaSweeper):
-        Plugins.instance().register(sweeper)
+        plugins.register(sweeper)
