@@ -26,15 +26,19 @@ def stratified_split(labels: Sequence, val_fraction: float, seed: int) -> tuple[
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def check_fold(num_folds: int, fold: int | None) -> None:
+    if num_folds < 2:
+        raise SeqlabError(f"data.num_folds must be at least 2, got {num_folds}")
+    if fold is None or not 0 <= fold < num_folds:
+        raise SeqlabError(f"data.fold must be in 0..{num_folds - 1} for data.num_folds={num_folds}, got {fold}")
+
+
 def kfold_split(labels: Sequence, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices of fold `fold` of a seeded, stratified K-fold split.
 
     The K validation folds partition the data exactly; each label is spread evenly over them.
     """
-    if num_folds < 2:
-        raise SeqlabError(f"data.num_folds must be at least 2, got {num_folds}")
-    if fold is None or not 0 <= fold < num_folds:
-        raise SeqlabError(f"data.fold must be in 0..{num_folds - 1} for data.num_folds={num_folds}, got {fold}")
+    check_fold(num_folds, fold)
     fold_of = np.empty(len(labels), dtype=np.int64)
     offset = 0
     for group in _shuffled_groups(labels, seed):

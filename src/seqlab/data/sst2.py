@@ -1,0 +1,25 @@
+"""SST-2 at sentence level: `stsa.binary.{train,dev,test}` (`LABEL TEXT` per line) under `<data_dir>/sst2`."""
+
+from pathlib import Path
+
+from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
+from seqlab.data.text_files import read_label_text_lines
+from seqlab.errors import SeqlabError
+
+FILES = {"train": "stsa.binary.train", "val": "stsa.binary.dev", "test": "stsa.binary.test"}
+
+
+class SST2DataModule(TextClassificationDataModule):
+    """The binary Stanford Sentiment Treebank: 6,920 / 872 / 1,821 sentences, labels 0 and 1."""
+
+    def __init__(self, data_dir: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(data_dir) / "sst2"
+
+    def read_splits(self) -> dict[str, LabelledTexts]:
+        if not self.root.is_dir():
+            raise SeqlabError(f"{self.root}: no such folder; put stsa.binary.{{train,dev,test}} there or set paths.data_dir")
+        splits = {name: read_label_text_lines(self.root / file) for name, file in FILES.items()}
+        if self.num_folds is not None:
+            splits.pop("val")  # cross-validation draws validation folds from the training split
+        return splits
