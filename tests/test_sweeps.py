@@ -151,6 +151,7 @@ def test_optuna_sqlite_study_grows_by_n_trials_each_run(tmp_path):
     assert len(study.trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     # The preset's search space, less model.hidden_dim, which TINY fixes (the command line wins).
     assert set(study.trials[1].params) == {"optimizer.lr", "optimizer.weight_decay", "model.dropout"}
+    assert study.trials[1].params != study.trials[0].params  # the resumed sampler does not repeat itself
 
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == study.best_value and results["best_params"] == study.best_params

@@ -82,6 +82,9 @@ class OptunaSweeper(Sweeper):
             storage=optuna_study.open_storage(storage), sampler=sampler, pruner=pruner, study_name=study_name,
             directions=directions, load_if_exists=True,
         )
+        if study.trials:
+            # A seeded sampler would propose again the points it proposed when the study began.
+            sampler.reseed_rng()
         log.info("Optuna study %r in %s: %d trials so far; %d more, %d at a time; sampler %s, pruner %s, directions %s",
                  study_name, storage, len(study.trials), n_trials, self.n_jobs, type(sampler).__name__, type(pruner).__name__, directions)
 
