@@ -111,14 +111,17 @@ def write_resolved_config(cfg: DictConfig) -> None:
     (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    name = cfg.get("optimized_metric")
-    if not name:
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
+    """The value of `optimized_metric`; a list of names (multi-objective search) gives a list of values."""
+    names = cfg.get("optimized_metric")
+    if not names:
         return None
-    if name not in metrics:
-        raise SeqlabError(f"optimized_metric={name!r} was not produced by this run; it produced: {', '.join(sorted(metrics))}")
-    value = metrics[name]
-    return value if math.isfinite(value) else float("nan")
+    values = []
+    for name in [names] if isinstance(names, str) else list(names):
+        if name not in metrics:
+            raise SeqlabError(f"optimized_metric={name!r} was not produced by this run; it produced: {', '.join(sorted(metrics))}")
+        values.append(metrics[name] if math.isfinite(metrics[name]) else float("nan"))
+    return values[0] if isinstance(names, str) else values
 
 
 def finish_wandb(failed: bool) -> None:

@@ -7,11 +7,25 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import reports_errors
+from seqlab.sweeps.plugins import register_sweepers
+
+register_sweepers()
 
 
 @reports_errors
-def train(cfg: DictConfig) -> float | None:
-    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
+def train(cfg: DictConfig) -> float | list[float] | None:
+    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`.
+
+    With `cv.folds=K`, train the K folds in sequence and return the mean over the folds.
+    """
+    if cfg.get("cv") and cfg.cv.get("folds"):
+        from seqlab.sweeps.cv import train_folds
+
+        return train_folds(cfg, train_run)
+    return train_run(cfg)
+
+
+def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
     from seqlab import cluster, distributed, runs
@@ -56,7 +70,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     return train(cfg)
 
 
