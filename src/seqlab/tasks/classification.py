@@ -92,7 +92,8 @@ class SequenceClassificationTask(pl.LightningModule):
             return loss
         collection = self.metrics[f"{stage}_metrics"]
         self._update_metrics(collection, self.probabilities(logits.detach()), labels)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)
+        # Under DDP the epoch's loss is averaged over all ranks (torchmetrics syncs the metrics itself).
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True, sync_dist=True)
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)
         return loss
 
