@@ -79,7 +79,7 @@ def plain_classification_batches(datamodule) -> Callable[[], object]:
     """A DataLoader over the same encoded texts with a pad_sequence collate, as one writes it by hand."""
     dataset = datamodule.datasets["train"]
     pad_id = datamodule.tokenizer.pad_id
-    examples = [(torch.from_numpy(ids), int(label)) for ids, label in zip(dataset.ids, dataset.labels)]
+    examples = [(torch.as_tensor(dataset.ids[i], dtype=torch.long), int(dataset.labels[i])) for i in range(len(dataset))]
 
     def collate(batch):
         ids = [x if len(x) else torch.tensor([pad_id]) for x, _ in batch]
@@ -107,7 +107,7 @@ def plain_language_model(cfg: DictConfig, datamodule, steps: int) -> Timing:
     """nanoGPT's loop: random windows of the training tokens, stacked."""
     torch.manual_seed(0)
     model = instantiate(runs.model_config(cfg)[0], **datamodule.model_dims())
-    data = torch.from_numpy(datamodule.segments["train"][0])
+    data = torch.as_tensor(datamodule.segments["train"][0], dtype=torch.long)
     block, batch_size = datamodule.block_size, datamodule.batch_size
 
     def batches():
