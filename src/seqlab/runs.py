@@ -26,15 +26,21 @@ def run_dir(cfg: DictConfig) -> Path:
 
 def build_datamodule(cfg: DictConfig, record: dict[str, Any] | None = None) -> pl.LightningDataModule:
     """Instantiate and set up the data; a checkpoint's run record supplies the fitted tokenizer and labels."""
-    datamodule = instantiate(cfg.data)
-    if record is not None:
-        from seqlab.data.tokenizers import tokenizer_from_dict
-
-        datamodule.tokenizer = tokenizer_from_dict(record["tokenizer"])
-        if record.get("label_names"):
-            datamodule.label_names = list(record["label_names"])
+    datamodule = restore_datamodule(cfg, record) if record is not None else instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    return datamodule
+
+
+def restore_datamodule(cfg: DictConfig, record: dict[str, Any]) -> pl.LightningDataModule:
+    """The run's DataModule with its fitted tokenizer and labels, not set up: enough to size a model
+    without reading any data."""
+    from seqlab.data.tokenizers import tokenizer_from_dict
+
+    datamodule = instantiate(cfg.data)
+    datamodule.tokenizer = tokenizer_from_dict(record["tokenizer"])
+    if record.get("label_names"):
+        datamodule.label_names = list(record["label_names"])
     return datamodule
 
 
