@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from seqlab.checkpointing import RNGStateCheckpoint, RunRecord
 from seqlab.errors import SeqlabError
+from seqlab.reports.learning_curves import LearningCurves
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
         config.pop("hydra", None)
         labels = getattr(datamodule, "label_names", None) or None
         callbacks.append(RunRecord(config, datamodule.tokenizer.to_dict(), labels))
+        callbacks.append(LearningCurves(run_dir(cfg) / "learning_curves.png", cfg.monitor))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
