@@ -56,7 +56,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer = runs.build_trainer(cfg)
         metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)[0])
         metrics.update(datamodule.split_sizes)
-        report = evaluation_report(trainer, task, datamodule, runs.run_dir(cfg))
+        report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg))
         runs.write_json(runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, **({"report": report} if report else {})})
         failed = False
         return metrics

@@ -21,7 +21,7 @@ def export(cfg: DictConfig) -> str:
     from seqlab import runs
     from seqlab.config_checks import check_override_types
     from seqlab.deploy import bundle
-    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task
+    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
 
     log = logging.getLogger(__name__)
     check_override_types(cfg)
@@ -34,7 +34,7 @@ def export(cfg: DictConfig) -> str:
     ckpt_path = runs.resolve_ckpt_path(cfg)
     trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export")
     datamodule, task = trained.datamodule, trained.task
-    max_length = datamodule.max_length
+    max_length = token_limit(datamodule, task.net)
 
     with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
         fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": bundle.sha256(ckpt_path)}}

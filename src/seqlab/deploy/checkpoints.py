@@ -28,8 +28,8 @@ def checkpoint_kind(record: dict[str, Any]) -> str:
 
 def require_kind(kind: str, needed: str, what: str, command: str) -> None:
     if kind != needed:
-        article = "an" if needed[0] in "aeiou" else "a"
-        raise SeqlabError(f"{what} holds a {kind} model, but {command} needs {article} {needed} model")
+        described = {CLASSIFICATION: "a text classifier", LANGUAGE_MODEL: "a language model"}
+        raise SeqlabError(f"{what} holds {described[kind]}, but {command} needs {described[needed]}")
 
 
 def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str) -> TrainedTask:
@@ -49,3 +49,13 @@ def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, comma
     task.load_state_dict(checkpoint["state_dict"])
     task.eval()
     return TrainedTask(task=task, datamodule=datamodule, config=config, record=record, kind=kind)
+
+
+def token_limit(datamodule: pl.LightningDataModule, net: Any) -> int | None:
+    """The most tokens a text may have: the data's `max_length` (what the model was trained on), or
+    the model's own context (`max_len`, a GPT's `block_size`) when that is shorter."""
+    limits = [getattr(datamodule, "max_length", None), getattr(net, "max_len", None)]
+    for holder in (net, getattr(net, "backbone", None)):
+        limits.append(getattr(getattr(holder, "config", None), "block_size", None))
+    limits = [limit for limit in limits if limit]
+    return min(limits) if limits else None

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from seqlab.errors import SeqlabError
-from seqlab.models.rnn import RNNClassifier
+from seqlab.models.rnn import ElmanRNN, RNNClassifier
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,11 @@ OUTPUT_NAMES = ["probs"]
 class PaddedRNNClassifier(nn.Module):
     """`RNNClassifier`'s inference forward without packed sequences, giving the same outputs.
 
-    Each direction of each layer runs as its own single-layer recurrence with the classifier's
-    weights. Outputs at valid steps of the forward direction never depend on later padding; the
-    backward direction reads every sequence reversed within its length, so it starts at the last
-    real token, as the packed forward does.
+    Each direction of each layer runs as its own single-layer torch recurrence (nn.LSTM, nn.GRU,
+    or nn.RNN for the Elman RNN) with the classifier's weights, which ONNX has operators for.
+    Outputs at valid steps of the forward direction never depend on later padding; the backward
+    direction reads every sequence reversed within its length, so it starts at the last real
+    token, as the packed forward does.
     """
 
     def __init__(self, classifier: RNNClassifier) -> None:
@@ -43,20 +44,19 @@ class PaddedRNNClassifier(nn.Module):
         self.embedding = classifier.embedding
         self.head = classifier.head
         self.pooling = classifier.pooling
-        self.hidden_dim = recurrence.hidden_size
-        self.bidirectional = recurrence.bidirectional
-        directions = ["", "_reverse"] if recurrence.bidirectional else [""]
-        extra = {"nonlinearity": recurrence.nonlinearity} if isinstance(recurrence, nn.RNN) else {}
+        self.bidirectional = classifier.bidirectional
+        directions = 2 if self.bidirectional else 1
         self.layers = nn.ModuleList()
         for layer in range(recurrence.num_layers):
-            input_size = recurrence.input_size if layer == 0 else recurrence.hidden_size * len(directions)
             cells = nn.ModuleList()
-            for suffix in directions:
-                single = type(recurrence)(input_size, recurrence.hidden_size, num_layers=1, bias=recurrence.bias, batch_first=True, **extra)
-                names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if recurrence.bias else [])
-                single.load_state_dict({f"{name}_l0": getattr(recurrence, f"{name}_l{layer}{suffix}").detach() for name in names})
+            for direction in range(directions):
+                cell_type, weights, extra = _single_layer(recurrence, layer, direction)
+                hidden_size, input_size = weights["weight_hh_l0"].size(1), weights["weight_ih_l0"].size(1)
+                single = cell_type(input_size, hidden_size, num_layers=1, bias="bias_ih_l0" in weights, batch_first=True, **extra)
+                single.load_state_dict({name: tensor.detach() for name, tensor in weights.items()})
                 cells.append(single)
             self.layers.append(cells)
+        self.hidden_dim = hidden_size
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(input_ids.size(1), device=input_ids.device)[None, :]  # (1, T)
@@ -86,13 +86,42 @@ class PaddedRNNClassifier(nn.Module):
         return self.head(pooled)
 
 
+def _single_layer(recurrence: nn.Module, layer: int, direction: int) -> tuple[type[nn.Module], dict[str, torch.Tensor], dict[str, str]]:
+    """The torch recurrence type, single-layer state dict and options of one layer and direction."""
+    if isinstance(recurrence, ElmanRNN):
+        index = layer * (2 if recurrence.bidirectional else 1) + direction
+        input_map, recurrent_map = recurrence.input_maps[index], recurrence.recurrent_maps[index]
+        weights = {
+            "weight_ih_l0": input_map.weight,
+            "weight_hh_l0": recurrent_map.weight,
+            "bias_ih_l0": input_map.bias,
+            "bias_hh_l0": torch.zeros_like(input_map.bias),  # the Elman RNN has one bias, b_h
+        }
+        return nn.RNN, weights, {"nonlinearity": recurrence.nonlinearity}
+    suffix = "_reverse" if direction else ""
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if recurrence.bias else [])
+    weights = {f"{name}_l0": getattr(recurrence, f"{name}_l{layer}{suffix}") for name in names}
+    return type(recurrence), weights, ({"nonlinearity": recurrence.nonlinearity} if isinstance(recurrence, nn.RNN) else {})
+
+
+def has_padded_form(net: nn.Module) -> bool:
+    """Recurrent classifiers whose cells torch's recurrences (and so ONNX operators) can compute;
+    nn.RNN has no sigmoid, so a sigmoid Elman RNN keeps its own forward."""
+    if not isinstance(net, RNNClassifier):
+        return False
+    recurrence = net.recurrence
+    if isinstance(recurrence, ElmanRNN):
+        return recurrence.nonlinearity in ("tanh", "relu")
+    return isinstance(recurrence, (nn.RNN, nn.LSTM, nn.GRU))
+
+
 class ProbabilityModel(nn.Module):
     """What the ONNX model computes: token ids and lengths to class probabilities."""
 
     def __init__(self, task: nn.Module) -> None:
         super().__init__()
         self.task = task
-        self.net = PaddedRNNClassifier(task.net) if isinstance(task.net, RNNClassifier) else task.net
+        self.net = PaddedRNNClassifier(task.net) if has_padded_form(task.net) else task.net
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.task.probabilities(self.net(input_ids, lengths))
@@ -135,7 +164,22 @@ def export_onnx(task: nn.Module, path: Path, vocab_size: int, pad_id: int, max_l
     except Exception as error:  # the exporter raises many kinds; the user needs the first line and a way out
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise SeqlabError(f"ONNX export of {type(task.net).__name__} failed ({first_line}); format=safetensors exports any model") from None
+    require_dynamic_axes(path, type(task.net).__name__)
     return check_onnx(task, path, vocab_size, pad_id, max_length)
+
+
+def require_dynamic_axes(path: Path, model_name: str) -> None:
+    """A model whose forward loops over time steps in Python exports for the sample's length only."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for graph_input in graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        fixed = [index for index, dim in enumerate(dims) if not dim.dim_param]
+        if fixed:
+            raise SeqlabError(
+                f"{model_name} exports to ONNX only for fixed sizes ({graph_input.name} axes {fixed} are not dynamic); format=safetensors exports any model"
+            )
 
 
 @contextmanager
@@ -163,7 +207,11 @@ def check_onnx(task: nn.Module, path: Path, vocab_size: int, pad_id: int, max_le
     for ids, lengths in random_batches(vocab_size, pad_id, max_length, seed=1):
         with torch.no_grad():
             expected = task(torch.from_numpy(ids), torch.from_numpy(lengths)).float().numpy()
-        actual = session.run(OUTPUT_NAMES, {"input_ids": ids, "lengths": lengths})[0]
+        try:
+            actual = session.run(OUTPUT_NAMES, {"input_ids": ids, "lengths": lengths})[0]
+        except Exception as error:  # ONNX Runtime's own exception types
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise SeqlabError(f"the exported ONNX model fails on a batch of shape {list(ids.shape)} ({first_line}); no bundle was written") from None
         difference = float(np.abs(expected - actual).max())
         shapes.append(list(ids.shape))
         worst = max(worst, difference)

@@ -84,11 +84,12 @@ class OnnxPredictor(ClassificationPredictor):
 
 
 def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu") -> TorchPredictor:
-    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task
+    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
 
     trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command)
     datamodule = trained.datamodule
-    return TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, datamodule.max_length, device)
+    limit = token_limit(datamodule, trained.task.net)
+    return TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, limit, device)
 
 
 def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu") -> ClassificationPredictor:
