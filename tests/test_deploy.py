@@ -384,3 +384,11 @@ def test_training_draws_its_learning_curves(trained):
     checkpoint = torch.load(trained["run_dir"] / "checkpoints" / "last.ckpt", weights_only=True)
     [history] = [state["history"] for key, state in checkpoint["callbacks"].items() if key.startswith("LearningCurves")]
     assert len(history["train/loss"]) >= 5 and [step for step, _ in history["val/acc"]] == [history["train/loss"][-1][0]]
+
+
+def test_only_elman_rnns_that_onnx_can_compute_take_the_padded_form():
+    from seqlab.deploy.onnx_export import has_padded_form
+    from seqlab.models.rnn import RNNClassifier
+
+    forms = {nl: has_padded_form(RNNClassifier(vocab_size=10, num_classes=2, cell="rnn", nonlinearity=nl)) for nl in ("tanh", "sigmoid")}
+    assert forms == {"tanh": True, "sigmoid": False}

@@ -31,8 +31,8 @@ OUTPUT_NAMES = ["probs"]
 class PaddedRNNClassifier(nn.Module):
     """`RNNClassifier`'s inference forward without packed sequences, giving the same outputs.
 
-    Each direction of each layer runs as its own single-layer torch recurrence (nn.LSTM, nn.GRU,
-    or nn.RNN for the Elman RNN) with the classifier's weights, which ONNX has operators for.
+    Each direction of each layer runs as its own single-layer nn.LSTM or nn.GRU (which the tanh
+    Elman RNN is a case of) with the classifier's weights, which ONNX has operators for.
     Outputs at valid steps of the forward direction never depend on later padding; the backward
     direction reads every sequence reversed within its length, so it starts at the last real
     token, as the packed forward does.
@@ -50,9 +50,9 @@ class PaddedRNNClassifier(nn.Module):
         for layer in range(recurrence.num_layers):
             cells = nn.ModuleList()
             for direction in range(directions):
-                cell_type, weights, extra = _single_layer(recurrence, layer, direction)
+                cell_type, weights = _single_layer(recurrence, layer, direction)
                 hidden_size, input_size = weights["weight_hh_l0"].size(1), weights["weight_ih_l0"].size(1)
-                single = cell_type(input_size, hidden_size, num_layers=1, bias="bias_ih_l0" in weights, batch_first=True, **extra)
+                single = cell_type(input_size, hidden_size, num_layers=1, bias="bias_ih_l0" in weights, batch_first=True)
                 single.load_state_dict({name: tensor.detach() for name, tensor in weights.items()})
                 cells.append(single)
             self.layers.append(cells)
@@ -86,33 +86,42 @@ class PaddedRNNClassifier(nn.Module):
         return self.head(pooled)
 
 
-def _single_layer(recurrence: nn.Module, layer: int, direction: int) -> tuple[type[nn.Module], dict[str, torch.Tensor], dict[str, str]]:
-    """The torch recurrence type, single-layer state dict and options of one layer and direction."""
+# A gate pre-activation this large saturates the sigmoid to exactly 0 or 1 in float32.
+SATURATED = 1e4
+
+
+def _single_layer(recurrence: nn.Module, layer: int, direction: int) -> tuple[type[nn.Module], dict[str, torch.Tensor]]:
+    """The torch recurrence type and single-layer state dict of one layer and direction.
+
+    A tanh Elman RNN step is a GRU step whose reset gate is held open and update gate shut
+    (n = tanh(W_in x + b_in + r * W_hn h), h' = (1 - z) n + z h with r = 1, z = 0), so it exports as
+    a GRU: torch.export turns nn.RNN into a fixed-length loop, but nn.GRU into ONNX's GRU operator.
+    """
     if isinstance(recurrence, ElmanRNN):
         index = layer * (2 if recurrence.bidirectional else 1) + direction
         input_map, recurrent_map = recurrence.input_maps[index], recurrence.recurrent_maps[index]
-        weights = {
-            "weight_ih_l0": input_map.weight,
-            "weight_hh_l0": recurrent_map.weight,
-            "bias_ih_l0": input_map.bias,
-            "bias_hh_l0": torch.zeros_like(input_map.bias),  # the Elman RNN has one bias, b_h
+        hidden = recurrent_map.weight.size(0)
+        closed = torch.zeros(hidden, dtype=input_map.bias.dtype, device=input_map.bias.device)
+        return nn.GRU, {
+            "weight_ih_l0": torch.cat([torch.zeros_like(input_map.weight)] * 2 + [input_map.weight]),
+            "weight_hh_l0": torch.cat([torch.zeros_like(recurrent_map.weight)] * 2 + [recurrent_map.weight]),
+            "bias_ih_l0": torch.cat([closed + SATURATED, closed - SATURATED, input_map.bias]),
+            "bias_hh_l0": torch.zeros(3 * hidden, dtype=closed.dtype, device=closed.device),
         }
-        return nn.RNN, weights, {"nonlinearity": recurrence.nonlinearity}
     suffix = "_reverse" if direction else ""
     names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if recurrence.bias else [])
-    weights = {f"{name}_l0": getattr(recurrence, f"{name}_l{layer}{suffix}") for name in names}
-    return type(recurrence), weights, ({"nonlinearity": recurrence.nonlinearity} if isinstance(recurrence, nn.RNN) else {})
+    return type(recurrence), {f"{name}_l0": getattr(recurrence, f"{name}_l{layer}{suffix}") for name in names}
 
 
 def has_padded_form(net: nn.Module) -> bool:
-    """Recurrent classifiers whose cells torch's recurrences (and so ONNX operators) can compute;
-    nn.RNN has no sigmoid, so a sigmoid Elman RNN keeps its own forward."""
+    """Recurrent classifiers whose cells ONNX's LSTM and GRU operators compute: LSTM, GRU and the
+    tanh Elman RNN (a sigmoid or relu Elman RNN keeps its own forward, a loop over time steps)."""
     if not isinstance(net, RNNClassifier):
         return False
     recurrence = net.recurrence
     if isinstance(recurrence, ElmanRNN):
-        return recurrence.nonlinearity in ("tanh", "relu")
-    return isinstance(recurrence, (nn.RNN, nn.LSTM, nn.GRU))
+        return recurrence.nonlinearity == "tanh"
+    return isinstance(recurrence, (nn.LSTM, nn.GRU))
 
 
 class ProbabilityModel(nn.Module):
@@ -188,7 +197,7 @@ def quiet_exporter() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")

@@ -63,15 +63,12 @@ class MicroBatcher:
         return list(await asyncio.gather(*(item.future for item in pending)))
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            deadline = loop.time() + self.timeout_s
-            while len(batch) < self.max_batch_size:
-                try:
-                    batch.append(self.queue.get_nowait() if not self.queue.empty() else await asyncio.wait_for(self.queue.get(), deadline - loop.time()))
-                except (asyncio.TimeoutError, ValueError):
-                    break
+            if self.queue.qsize() < self.max_batch_size - 1:
+                await asyncio.sleep(self.timeout_s)  # let texts of concurrent requests join this batch
+            while len(batch) < self.max_batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
                 predictions = await asyncio.to_thread(self.predictor.predict, [item.text for item in batch])
             except Exception as error:  # a failed batch fails its requests, not the service
