@@ -4,10 +4,15 @@ The input streams through in batches under a progress bar; the output, one JSON 
 input order, appears only when every text has been labelled.
 """
 
+from typing import TYPE_CHECKING
+
 import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import reports_errors
+
+if TYPE_CHECKING:
+    from seqlab.deploy.predictors import ClassificationPredictor
 
 
 @reports_errors
@@ -19,7 +24,7 @@ def predict(cfg: DictConfig) -> int:
     import os
     from pathlib import Path
 
-    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from seqlab.config_checks import check_override_types
     from seqlab.deploy.inputs import read_text_batches
@@ -69,7 +74,7 @@ def predict(cfg: DictConfig) -> int:
     return count
 
 
-def load_predictor(cfg: DictConfig, command: str):
+def load_predictor(cfg: DictConfig, command: str) -> "ClassificationPredictor":
     """The classifier named by `ckpt_path` (PyTorch) or `bundle` (ONNX Runtime or PyTorch)."""
     from seqlab import runs
     from seqlab.deploy.predictors import predictor_from_bundle, predictor_from_checkpoint
