@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqlab.checkpointing import RNGStateCheckpoint, RunRecord
@@ -46,16 +46,36 @@ def restore_datamodule(cfg: DictConfig, record: dict[str, Any]) -> pl.LightningD
     return datamodule
 
 
+def model_config(cfg: DictConfig) -> tuple[DictConfig, bool]:
+    """The model's constructor arguments, and `model.compile`, which is seqlab's and not the model's."""
+    model_cfg = cfg.model.copy()
+    with open_dict(model_cfg):
+        compile_model = bool(model_cfg.pop("compile", False))
+    return model_cfg, compile_model
+
+
 def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
-    """The task (LightningModule) around the configured model, sized by the data."""
-    model = instantiate(cfg.model, _partial_=True, **datamodule.model_dims())
+    """The task (LightningModule) around the configured model, sized by the data.
+
+    `model.compile=true` compiles the task's model (its `net`) with torch.compile, in place, so
+    checkpoints keep the plain module's parameter names; compiling the LightningModule itself
+    fails on `self.log`.
+    """
+    model_cfg, compile_model = model_config(cfg)
+    model = instantiate(model_cfg, _partial_=True, **datamodule.model_dims())
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     try:
-        return instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims())
+        task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims())
     except InstantiationException as error:
         if isinstance(error.__cause__, SeqlabError):  # a task refusing its model: one line, not Hydra's wrapper
             raise error.__cause__ from None
         raise
+    if compile_model:
+        net = getattr(task, "net", None)
+        if not isinstance(net, torch.nn.Module):
+            raise SeqlabError(f"model.compile=true: {type(task).__name__} keeps no model in `net` to compile")
+        net.compile()
+    return task
 
 
 def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> pl.Trainer:
