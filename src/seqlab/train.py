@@ -14,7 +14,7 @@ def train(cfg: DictConfig) -> float | None:
     """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
     import pytorch_lightning as pl
 
-    from seqlab import runs
+    from seqlab import finetune, runs
     from seqlab.config_checks import check_override_types
 
     check_override_types(cfg)
@@ -25,10 +25,13 @@ def train(cfg: DictConfig) -> float | None:
 
     failed = True
     try:
-        datamodule = runs.build_datamodule(cfg)
+        pretrained_tokenizer = finetune.checkpoint_tokenizer(cfg.get("finetune"))
+        datamodule = runs.build_datamodule(cfg, {"tokenizer": pretrained_tokenizer} if pretrained_tokenizer else None)
+        task = runs.build_task(cfg, datamodule)
+        if cfg.get("finetune") and ckpt_path is None:
+            finetune.initialise_from_checkpoint(task, datamodule.tokenizer, cfg.finetune, runs.run_dir(cfg))
         if pl.utilities.rank_zero_only.rank == 0:
             datamodule.save_to(runs.run_dir(cfg))
-        task = runs.build_task(cfg, datamodule)
         trainer = runs.build_trainer(cfg, datamodule)
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = runs.scalar_metrics(trainer.callback_metrics)
