@@ -1,5 +1,6 @@
 """Sequence classification: cross-entropy (or one logit with BCE for two classes), accuracy, macro F1, AUROC."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
+from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 
@@ -35,7 +39,10 @@ class SequenceClassificationTask(pl.LightningModule):
             raise ValueError(f"binary_output must be 'softmax' or 'sigmoid', got {binary_output!r}")
         self.num_classes = num_classes
         self.single_logit = num_classes == 2 and binary_output == "sigmoid"
-        self.net = model(num_classes=1 if self.single_logit else num_classes)
+        try:
+            self.net = model(num_classes=1 if self.single_logit else num_classes)
+        except TypeError as error:
+            raise SeqlabError(f"the model is not a classifier ({error}): task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier") from None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
@@ -95,6 +102,10 @@ class SequenceClassificationTask(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"])
+
+    def on_fit_start(self) -> None:
+        count = sum(p.numel() for p in self.net.parameters())
+        log.info("model: %s, %s parameters", type(self.net).__name__, f"{count:,}")
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.optimizer_factory, self.net)

@@ -1,0 +1,178 @@
+"""A Transformer encoder classifier: pre-LayerNorm blocks, scaled-dot-product attention with a
+key-padding mask, learned / sinusoidal / rotary positions, and CLS or mean pooling.
+
+Read top to bottom: positions (sinusoidal table, rotary), `SelfAttention`, `MLP`, `Block`,
+then `TransformerClassifier`. Pad tokens are masked out as keys and left out of the pooling, so
+appending padding never changes a sequence's output.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSITIONS = ("learned", "sinusoidal", "rotary")
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine position encodings of "Attention Is All You Need": (length, dim)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoFormer): rotates query and key channel pairs by position-dependent angles."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary positions need an even head size, got {head_dim}")
+        inverse_frequency = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inverse_frequency)  # (L, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (L, hs)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, nh, T, hs) rotated by the angles of positions 0..T-1."""
+        T = x.size(-2)
+        first, second = x.chunk(2, dim=-1)
+        rotated_half = torch.cat((-second, first), dim=-1)
+        return x * self.cos[:T].to(x.dtype) + rotated_half * self.sin[:T].to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over all unmasked positions (bidirectional)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+        self.rotary = rotary
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        # key_mask (B, 1, 1, T): True where the key is a real token, so every query ignores padding.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff)
+        self.proj = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout, rotary)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model, d_ff, dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), key_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class TransformerClassifier(nn.Module):
+    """Token ids (B, T) and lengths (B,) -> class logits (B, num_classes).
+
+    `positions`: "learned", "sinusoidal" or "rotary" (applied to queries and keys in every layer).
+    `pooling`: "cls" (a learned vector put before the tokens; its final state is classified) or
+    "mean" (the mean of the final states of the real tokens). `max_len` bounds the input length.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        pad_id: int = 0,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        d_ff: int | None = None,
+        dropout: float = 0.1,
+        max_len: int = 512,
+        positions: str = "learned",
+        pooling: str = "cls",
+    ) -> None:
+        super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.positions = positions
+        self.pooling = pooling
+        self.max_len = max_len
+        slots = max_len + (1 if pooling == "cls" else 0)  # the CLS vector takes position 0
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
+        self.position_embedding = nn.Embedding(slots, d_model) if positions == "learned" else None
+        if positions == "sinusoidal":
+            self.register_buffer("position_table", sinusoidal_table(slots, d_model), persistent=False)
+        rotary = RotaryEmbedding(d_model // n_heads, slots) if positions == "rotary" else None
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff or 4 * d_model, dropout, rotary) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T = input_ids.size()
+        if T > self.max_len:
+            raise ValueError(f"sequence of {T} tokens is longer than max_len={self.max_len}; raise model.max_len or lower data.max_length")
+        lengths = lengths.to(input_ids.device)
+        x = self.embedding(input_ids)  # (B, T, C)
+        if self.cls is not None:
+            x = torch.cat((self.cls.expand(B, -1, -1), x), dim=1)  # (B, 1 + T, C)
+            lengths = lengths + 1
+        if self.position_embedding is not None:
+            x = x + self.position_embedding.weight[: x.size(1)]
+        elif self.positions == "sinusoidal":
+            x = x + self.position_table[: x.size(1)].to(x.dtype)
+        x = self.dropout(x)
+        valid = torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None]  # (B, T')
+        key_mask = valid[:, None, None, :]  # (B, 1, 1, T')
+        for block in self.blocks:
+            x = block(x, key_mask)
+        x = self.ln_f(x)
+        if self.cls is not None:
+            pooled = x[:, 0]
+        else:
+            pooled = (x * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)  # (B, C)
+        return self.head(self.dropout(pooled))
