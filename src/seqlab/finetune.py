@@ -166,6 +166,10 @@ class FreezeBackbone(BaseFinetuning):
         self.lr_scale = lr_scale
         self.frozen_names: list[str] = []
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # validating or testing afterwards changes nothing
+            super().setup(trainer, pl_module, stage)
+
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
         if self.epochs <= 0:
             return
