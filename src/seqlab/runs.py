@@ -10,6 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
@@ -42,7 +43,12 @@ def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Lightn
     """The task (LightningModule) around the configured model, sized by the data."""
     model = instantiate(cfg.model, _partial_=True, **datamodule.model_dims())
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims())
+    try:
+        return instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims())
+    except InstantiationException as error:
+        if isinstance(error.__cause__, SeqlabError):  # a task refusing its model: one line, not Hydra's wrapper
+            raise error.__cause__ from None
+        raise
 
 
 def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> pl.Trainer:
