@@ -2,6 +2,7 @@
 LoRA (merged = unmerged), and pretrain -> fine-tune end to end on generated text."""
 
 import functools
+import itertools
 import json
 import random
 
@@ -265,3 +266,28 @@ def test_fine_tuning_when_no_weight_matches_stops_with_a_clear_message(pretraine
     with pytest.raises(SeqlabError, match="no weights of .* match the model"):
         in_hydra(train.__wrapped__, cfg)
     assert not (tmp_path / "run" / REPORT_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("preset", "jobs"),
+    [
+        ("finetune_gpt_sweep", [{"optimizer.lr": lr, "callbacks.freeze_backbone.epochs": e} for lr in ("0.0003", "0.001") for e in ("0", "1")]),
+        ("finetune_gpt_cv", [{"data.fold": str(fold)} for fold in range(5)]),
+    ],
+)
+def test_sweep_presets_launch_one_job_per_setting(compose_config, preset, jobs):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    cfg = compose_config([f"experiment={preset}", "finetune.from_ckpt=pretrained.ckpt"])
+    hydra_cfg = HydraConfig.get()
+    assert hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.sweeper._target_.endswith("BasicSweeper")
+    params = [f"{key}={value}" for key, value in hydra_cfg.sweeper.params.items()]
+    overrides = OverridesParser.create().parse_overrides(params)
+    values = [[f"{o.key_or_group}={v}" for v in o.sweep_iterator()] for o in overrides]
+    launched = [dict(setting.split("=", 1) for setting in combo) for combo in itertools.product(*values)]
+    assert launched == jobs
+    assert cfg.finetune.from_ckpt == "pretrained.ckpt"
+    if preset == "finetune_gpt_cv":
+        assert cfg.data.num_folds == 5
