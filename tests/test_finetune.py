@@ -252,6 +252,25 @@ def test_pretrained_gpt_fine_tunes_as_a_classifier(pretrained, compose_config, i
     assert read_metrics(run_dir)["test/acc"] >= 0.7
 
 
+def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretrained, compose_config, in_hydra, tmp_path):
+    from seqlab.eval import evaluate
+
+    data_dir, ckpt, _ = pretrained
+    overrides = _finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1").copy()
+    overrides[0] = "experiment=finetune_gpt_lora"
+    in_hydra(train, compose_config(overrides))
+    metrics = read_metrics(tmp_path / "run")
+    state = torch.load(metrics["ckpt_path"], weights_only=True)["state_dict"]
+    pretrained_state = torch.load(ckpt, weights_only=True)["state_dict"]
+    # Base weights are the pretrained ones, untouched; the adapters trained.
+    assert torch.equal(state["net.backbone.transformer.h.0.attn.c_attn.weight"], pretrained_state["net.transformer.h.0.attn.c_attn.weight"])
+    assert state["net.backbone.transformer.h.0.attn.c_attn.lora_B"].abs().sum() > 0
+    cfg = compose_config(
+        [f"ckpt_path={metrics['ckpt_path']}", f"paths.data_dir={data_dir}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"
+    )
+    assert in_hydra(evaluate, cfg)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
 def test_fine_tuning_with_another_vocabulary_stops_with_a_clear_message(pretrained, compose_config, in_hydra, tmp_path):
     data_dir, ckpt, _ = pretrained
     cfg = compose_config(_finetune_overrides(data_dir, ckpt, "finetune.tokenizer=data"))
