@@ -147,6 +147,7 @@ def test_minilm_package_fine_tunes_on_sst2_for_a_few_steps(compose_config, in_hy
         "+trainer.limit_train_batches=30",
         "+trainer.limit_val_batches=4",
         "+trainer.limit_test_batches=4",
+        "scheduler.warmup_steps=5",
         "callbacks.progress_bar=null",
     ]
     in_hydra(train, compose_config(overrides))
