@@ -1,8 +1,6 @@
-"""Hugging Face backbones: tiny BERT and GPT-2 folders made in the test (offline), the pretrained tokenizer,
-padding invariance, and model=hf_classifier end to end; the MiniLM package fine-tunes (slow)."""
+"""Hugging Face backbones: tiny BERT and GPT-2 folders made in the test (offline), padding invariance, and model=hf_classifier end to end; the MiniLM package fine-tunes (slow)."""
 
 import json
-import os
 
 import pytest
 import torch
@@ -10,8 +8,6 @@ import torch
 pytest.importorskip("transformers")
 
 from conftest import SHARED_DATA, read_metrics  # noqa: E402
-from seqlab.data.pretrained_tokenizer import PretrainedTokenizer  # noqa: E402
-from seqlab.data.tokenizers import tokenizer_from_dict  # noqa: E402
 from seqlab.errors import SeqlabError  # noqa: E402
 from seqlab.models.hf import HFClassifier  # noqa: E402
 from seqlab.train import train  # noqa: E402
@@ -61,28 +57,6 @@ def tiny_gpt2(tmp_path_factory):
     return _tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
-def test_pretrained_tokenizer_adds_special_tokens_and_reloads_without_the_folder(tiny_bert):
-    tokenizer = PretrainedTokenizer(str(tiny_bert))
-    assert not tokenizer.is_fitted
-    tokenizer.fit([])  # loads; nothing is learnt
-    ids = tokenizer.encode_batch(["The film was GREAT"])[0]
-    assert ids[0] == 2 and ids[-1] == 3 and len(ids) == 6  # [CLS] the film was great [SEP]
-    assert tokenizer.decode(ids) == "the film was great"
-    assert tokenizer.pad_id == 0
-    saved = json.loads(json.dumps(tokenizer.to_dict()))
-    for path in tiny_bert.iterdir():
-        if path.name.startswith("tokenizer"):
-            os.rename(path, path.with_suffix(".moved"))
-    try:
-        reloaded = tokenizer_from_dict(saved)
-    finally:
-        for path in tiny_bert.iterdir():
-            if path.suffix == ".moved":
-                os.rename(path, path.with_suffix(".json"))
-    assert reloaded.encode_batch(["the film was great"]) == [ids]
-    assert reloaded.vocab_size == tokenizer.vocab_size
-
-
 @pytest.mark.parametrize(("backbone", "pooling"), [("bert", "cls"), ("bert", "mean"), ("gpt2", "last"), ("gpt2", "auto")])
 def test_padding_never_changes_a_sequence_output(tiny_bert, tiny_gpt2, backbone, pooling):
     folder = tiny_bert if backbone == "bert" else tiny_gpt2
@@ -130,7 +104,7 @@ def test_hf_classifier_trains_and_evaluates_offline_with_its_own_tokenizer(compo
     run_dir = tmp_path / "run"
     metrics = read_metrics(run_dir)
     saved = json.loads((run_dir / "tokenizer.json").read_text())
-    assert saved["class"] == "seqlab.data.pretrained_tokenizer.PretrainedTokenizer"
+    assert saved["class"] == "seqlab.data.tokenizers.PretrainedTokenizer"
     cfg = compose_config([f"ckpt_path={metrics['ckpt_path']}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval")
     assert in_hydra(evaluate, cfg)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 

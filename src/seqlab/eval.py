@@ -9,6 +9,9 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import reports_errors
+from seqlab.sweeps.plugins import register_sweepers
+
+register_sweepers()
 
 # The parts of a run's config that define what was trained; the rest belongs to whoever runs eval.
 RUN_KEYS = ("data", "model", "task", "optimizer", "scheduler", "monitor", "monitor_mode")

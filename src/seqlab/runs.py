@@ -52,15 +52,24 @@ def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Lightn
 
 
 def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> pl.Trainer:
+    from seqlab import cluster, distributed
+
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     callbacks.append(RNGStateCheckpoint())
+    config = OmegaConf.to_container(cfg, resolve=False)
+    config.pop("hydra", None)
+    fingerprints = {"run dir": str(run_dir(cfg)), "config": distributed.fingerprint(config)}
     if datamodule is not None:
-        config = OmegaConf.to_container(cfg, resolve=False)
-        config.pop("hydra", None)
         labels = getattr(datamodule, "label_names", None) or None
         callbacks.append(RunRecord(config, datamodule.tokenizer.to_dict(), labels))
+        fingerprints["tokenizer"] = distributed.fingerprint(datamodule.tokenizer.to_dict())
+    callbacks.append(distributed.SameJobOnEveryRank(fingerprints))
+    callbacks.extend(cluster.callbacks(cfg))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = cluster.trainer_plugins()
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **({"plugins": plugins} if plugins else {}))
+    distributed.prepare_launch(trainer)
+    return trainer
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -102,14 +111,17 @@ def write_resolved_config(cfg: DictConfig) -> None:
     (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    name = cfg.get("optimized_metric")
-    if not name:
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
+    """The value of `optimized_metric`; a list of names (multi-objective search) gives a list of values."""
+    names = cfg.get("optimized_metric")
+    if not names:
         return None
-    if name not in metrics:
-        raise SeqlabError(f"optimized_metric={name!r} was not produced by this run; it produced: {', '.join(sorted(metrics))}")
-    value = metrics[name]
-    return value if math.isfinite(value) else float("nan")
+    values = []
+    for name in [names] if isinstance(names, str) else list(names):
+        if name not in metrics:
+            raise SeqlabError(f"optimized_metric={name!r} was not produced by this run; it produced: {', '.join(sorted(metrics))}")
+        values.append(metrics[name] if math.isfinite(metrics[name]) else float("nan"))
+    return values[0] if isinstance(names, str) else values
 
 
 def finish_wandb(failed: bool) -> None:

@@ -7,23 +7,38 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import reports_errors
+from seqlab.sweeps.plugins import register_sweepers
+
+register_sweepers()
 
 
 @reports_errors
-def train(cfg: DictConfig) -> float | None:
-    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
+def train(cfg: DictConfig) -> float | list[float] | None:
+    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`.
+
+    With `cv.folds=K`, train the K folds in sequence and return the mean over the folds.
+    """
+    if cfg.get("cv") and cfg.cv.get("folds"):
+        from seqlab.sweeps.cv import train_folds
+
+        return train_folds(cfg, train_run)
+    return train_run(cfg)
+
+
+def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
-    from seqlab import finetune, runs
+    from seqlab import cluster, distributed, finetune, runs
     from seqlab.config_checks import check_override_types
 
+    cluster.adopt_task_ranks()
     check_override_types(cfg)
-    ckpt_path = runs.resolve_ckpt_path(cfg)
+    ckpt_path = runs.resolve_ckpt_path(cfg) or cluster.resume_checkpoint(cfg)
     runs.write_resolved_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
-    failed = True
+    failed, trainer = True, None
     try:
         pretrained_tokenizer = finetune.checkpoint_tokenizer(cfg.get("finetune"))
         datamodule = runs.build_datamodule(cfg, {"tokenizer": pretrained_tokenizer} if pretrained_tokenizer else None)
@@ -54,10 +69,11 @@ def train(cfg: DictConfig) -> float | None:
         return value
     finally:
         runs.finish_wandb(failed)
+        distributed.end_job(trainer, failed)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     return train(cfg)
 
 

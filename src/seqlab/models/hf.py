@@ -2,7 +2,7 @@
 
 The backbone is `transformers.AutoModel` loaded from a hub name (the local cache when
 HF_HUB_OFFLINE=1) or a local folder; the data must be tokenised with the backbone's own tokenizer
-(`seqlab.data.pretrained_tokenizer.PretrainedTokenizer`, which `model=hf_classifier` selects).
+(`seqlab.data.tokenizers.PretrainedTokenizer`, which `model=hf_classifier` selects).
 """
 
 import logging
@@ -71,7 +71,7 @@ class HFClassifier(nn.Module):
         if vocab_size is not None and vocab_size > embedded:
             raise SeqlabError(
                 f"the data's tokenizer has {vocab_size} tokens but {pretrained!r} embeds {embedded}: tokenise with the backbone's "
-                "tokenizer (data.tokenizer: seqlab.data.pretrained_tokenizer.PretrainedTokenizer, as model=hf_classifier sets)"
+                "tokenizer (data.tokenizer: seqlab.data.tokenizers.PretrainedTokenizer, as model=hf_classifier sets)"
             )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_classes)

@@ -87,7 +87,8 @@ class SequenceClassificationTask(pl.LightningModule):
         if "auroc" in collection:
             collection["auroc"].update(probs[:, 1], labels)
         batch_size = labels.size(0)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=stage != "train", batch_size=batch_size, prog_bar=True)
+        # Under DDP the epoch's loss is averaged over all ranks (torchmetrics syncs the metrics itself).
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=stage != "train", batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "train")
         return loss
 
