@@ -17,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from seqlab.checkpointing import RNGStateCheckpoint, RunRecord
 from seqlab.errors import SeqlabError
+from seqlab.reports.learning_curves import LearningCurves
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,21 @@ def run_dir(cfg: DictConfig) -> Path:
 
 def build_datamodule(cfg: DictConfig, record: dict[str, Any] | None = None) -> pl.LightningDataModule:
     """Instantiate and set up the data; a checkpoint's run record supplies the fitted tokenizer and labels."""
-    datamodule = instantiate(cfg.data)
-    if record is not None:
-        from seqlab.data.tokenizers import tokenizer_from_dict
-
-        datamodule.tokenizer = tokenizer_from_dict(record["tokenizer"])
-        if record.get("label_names"):
-            datamodule.label_names = list(record["label_names"])
+    datamodule = restore_datamodule(cfg, record) if record is not None else instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    return datamodule
+
+
+def restore_datamodule(cfg: DictConfig, record: dict[str, Any]) -> pl.LightningDataModule:
+    """The run's DataModule with its fitted tokenizer and labels, not set up: enough to size a model
+    without reading any data."""
+    from seqlab.data.tokenizers import tokenizer_from_dict
+
+    datamodule = instantiate(cfg.data)
+    datamodule.tokenizer = tokenizer_from_dict(record["tokenizer"])
+    if record.get("label_names"):
+        datamodule.label_names = list(record["label_names"])
     return datamodule
 
 
@@ -83,6 +90,7 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
         labels = getattr(datamodule, "label_names", None) or None
         callbacks.append(RunRecord(config, datamodule.tokenizer.to_dict(), labels))
         fingerprints["tokenizer"] = distributed.fingerprint(datamodule.tokenizer.to_dict())
+        callbacks.append(LearningCurves(run_dir(cfg) / "learning_curves.png", cfg.monitor))
     callbacks.append(distributed.SameJobOnEveryRank(fingerprints))
     callbacks.extend(cluster.callbacks(cfg))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
