@@ -25,6 +25,7 @@ class LearningCurves(pl.Callback):
         self.path = Path(path)
         self.monitor = monitor
         self.history: dict[str, list[list[float]]] = {}  # series name -> [[step, value], ...]
+        self._pending_losses: list[tuple[int, torch.Tensor]] = []
 
     def _record(self, name: str, step: int, value: float | None) -> None:
         if value is None:
@@ -43,9 +44,22 @@ class LearningCurves(pl.Callback):
         return names
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._record("train/loss", trainer.global_step, _value(trainer.callback_metrics, "train/loss"))
+        # The step's own loss, kept on its device: reading it back now would wait for the step on a
+        # GPU, and the task logs train/loss only on the steps the loggers write.
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._pending_losses.append((trainer.global_step, loss.detach()))
+
+    def _read_pending_losses(self) -> None:
+        for step, loss in self._pending_losses:
+            self._record("train/loss", step, _value({"train/loss": loss}, "train/loss"))
+        self._pending_losses = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_pending_losses()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_pending_losses()
         for metric in self._metric_names()[1:]:
             self._record(f"train/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"train/{metric}"))
 
@@ -56,9 +70,11 @@ class LearningCurves(pl.Callback):
             self._record(f"val/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"val/{metric}"))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_pending_losses()
         self.draw()
 
     def state_dict(self) -> dict[str, Any]:
+        self._read_pending_losses()
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
