@@ -40,7 +40,7 @@ def test_run_dir_holds_config_tokenizer_labels_and_checkpoints(compose_config, i
     metrics = read_metrics(run_dir)
     assert value == metrics["val/acc"]
     assert metrics["data/train_size"] == 600 and metrics["data/val_size"] == 100 and metrics["data/test_size"] == 200
-    assert json.loads((run_dir / "labels.json").read_text()) == ["negative", "positive"]
+    assert json.loads((run_dir / "labels.json").read_text()) == {"negative": 0, "positive": 1}
     assert (run_dir / "tokenizer.json").is_file()
     assert "${" not in (run_dir / ".hydra" / "config.yaml").read_text()  # resolved
 

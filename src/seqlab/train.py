@@ -7,14 +7,28 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import reports_errors
+from seqlab.sweeps.plugins import register_sweepers
+
+register_sweepers()
 
 
 @reports_errors
-def train(cfg: DictConfig) -> float | None:
-    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`."""
+def train(cfg: DictConfig) -> float | list[float] | None:
+    """Fit, then validate and test the best checkpoint; write metrics.json; return `optimized_metric`.
+
+    With `cv.folds=K`, train the K folds in sequence and return the mean over the folds.
+    """
+    if cfg.get("cv") and cfg.cv.get("folds"):
+        from seqlab.sweeps.cv import train_folds
+
+        return train_folds(cfg, train_run)
+    return train_run(cfg)
+
+
+def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
-    from seqlab import cluster, distributed, runs
+    from seqlab import cluster, distributed, finetune, runs
     from seqlab.config_checks import check_override_types
 
     cluster.adopt_task_ranks()
@@ -26,10 +40,13 @@ def train(cfg: DictConfig) -> float | None:
 
     failed, trainer = True, None
     try:
-        datamodule = runs.build_datamodule(cfg)
+        pretrained_tokenizer = finetune.checkpoint_tokenizer(cfg.get("finetune"))
+        datamodule = runs.build_datamodule(cfg, {"tokenizer": pretrained_tokenizer} if pretrained_tokenizer else None)
+        task = runs.build_task(cfg, datamodule)
+        if cfg.get("finetune") and ckpt_path is None:
+            finetune.initialise_from_checkpoint(task, datamodule.tokenizer, cfg.finetune, runs.run_dir(cfg))
         if pl.utilities.rank_zero_only.rank == 0:
             datamodule.save_to(runs.run_dir(cfg))
-        task = runs.build_task(cfg, datamodule)
         trainer = runs.build_trainer(cfg, datamodule)
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = runs.scalar_metrics(trainer.callback_metrics)
@@ -56,7 +73,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     return train(cfg)
 
 

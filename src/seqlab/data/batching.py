@@ -1,16 +1,19 @@
-"""Datasets of token ids and the collate function that pads a batch to its longest sequence."""
+"""Datasets of token ids, the collate function that pads a batch to its longest sequence, and a batch
+sampler that groups texts of similar length."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, Dataset, Sampler
+
+from seqlab.data.cache import RaggedArray
 
 
 class EncodedTexts(Dataset):
-    """Token-id sequences with their label ids."""
+    """Token-id sequences (possibly memory-mapped from the cache) with their label ids."""
 
-    def __init__(self, ids: Sequence[np.ndarray], labels: np.ndarray) -> None:
+    def __init__(self, ids: RaggedArray, labels: np.ndarray) -> None:
         self.ids = ids
         self.labels = labels
 
@@ -19,6 +22,10 @@ class EncodedTexts(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.ids[index], int(self.labels[index])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ids.lengths
 
 
 class PadToLongest:
@@ -37,3 +44,43 @@ class PadToLongest:
             "lengths": torch.tensor(lengths, dtype=torch.int64),
             "labels": torch.tensor([label for _, label in batch], dtype=torch.int64),
         }
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of texts of similar length, so little of each batch is padding.
+
+    Indices come from `sampler` (shuffled, seeded by the run's seed; under DDP Lightning swaps in a
+    DistributedSampler). Each run of `bucket_batches` x `batch_size` indices is sorted by length and
+    cut into batches, and the batches are shuffled, so every epoch still sees new batches in a new order.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        batch_size: int,
+        drop_last: bool,
+        lengths: np.ndarray,
+        bucket_batches: int = 50,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths = np.asarray(lengths)
+        self.bucket_batches = bucket_batches
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = np.fromiter(iter(self.sampler), dtype=np.int64)
+        bucket = self.batch_size * self.bucket_batches
+        for start in range(0, len(indices), bucket):
+            chunk = indices[start : start + bucket]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches = [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            if self.drop_last and len(batches[-1]) < self.batch_size:
+                batches.pop()
+            for order in torch.randperm(len(batches), generator=self.generator).tolist():
+                yield batches[order].tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch; a DistributedSampler needs it to reshuffle."""
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)

@@ -1,21 +1,24 @@
-"""Text classification DataModules: read the splits, derive validation, fit the tokenizer, encode, batch.
+"""Text classification DataModules: read the splits, derive validation (and test), fit the tokenizer,
+encode, cache, batch.
 
-A subclass only says how to read its source (`read_splits`); splitting, folds, label ids,
-tokenising and loaders are shared.
+A subclass says how to read its source (`read_splits`) and, for caching, what identifies it
+(`source_identity`); splitting, folds, label ids, tokenising, the cache and loaders are shared.
 """
 
 import json
-from abc import ABC, abstractmethod
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
-from seqlab.data.batching import EncodedTexts, PadToLongest
-from seqlab.data.splits import kfold_split, stratified_split
+from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest
+from seqlab.data.cache import CacheEntry, TokenCache, encode_texts
+from seqlab.data.splits import check_fold, kfold_split, stratified_split
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 
@@ -34,8 +37,9 @@ class LabelledTexts:
 class TextClassificationDataModule(pl.LightningDataModule, ABC):
     """Shared machinery for labelled text; subclasses implement `read_splits`.
 
-    Validation is the source's own split when it has one, else a seeded stratified share of the
-    training data; with `num_folds` set, fold `fold` of the training data is the validation set.
+    Validation is the source's own split when it has one, else a seeded stratified `val_fraction`
+    of the training data; a source without a test split gives a `test_fraction` of it first. With
+    `num_folds` set, fold `fold` of the (remaining) training data is the validation set.
     """
 
     def __init__(
@@ -45,10 +49,14 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         eval_batch_size: int | None = None,
         max_length: int | None = None,
         val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         num_folds: int | None = None,
         fold: int | None = None,
         split_seed: int = 0,
         labels: list[str] | None = None,
+        cache_dir: str | None = None,
+        bucket_by_length: bool = False,
+        bucket_batches: int = 50,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -59,10 +67,14 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         self.eval_batch_size = eval_batch_size or batch_size
         self.max_length = max_length
         self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.num_folds = num_folds
         self.fold = fold
         self.split_seed = split_seed
         self.declared_labels = [str(label) for label in labels] if labels is not None else None
+        self.cache = TokenCache(cache_dir)
+        self.bucket_by_length = bucket_by_length
+        self.bucket_batches = bucket_batches
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -73,20 +85,25 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
     def read_splits(self) -> dict[str, LabelledTexts]:
         """Return at least "train"; "val" and "test" when the source has them."""
 
+    def source_identity(self) -> Any:
+        """What identifies the source for the cache key (files' paths, sizes, times), or None to never cache."""
+        return None
+
     # -- Lightning hooks --------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        splits = self._split(self.read_splits())
-        self.label_names = self._label_names(splits)
+        if self.num_folds is not None:
+            check_fold(self.num_folds, self.fold)
+        if not self.tokenizer.is_fitted and not self.tokenizer.trains_on_texts:
+            self.tokenizer.fit([])  # a ready-made tokenizer: load it now so the cache key has its state
+        entry = self.cache.get_or_build(self._cache_key_parts(), self._build, type(self).__name__)
         if not self.tokenizer.is_fitted:
-            self.tokenizer.fit(splits["train"].texts)
-        label_ids = {name: index for index, name in enumerate(self.label_names)}
-        for name, split in splits.items():
-            self.datasets[name] = EncodedTexts(
-                self._encode(split.texts), np.array([label_ids[label] for label in split.labels], dtype=np.int64)
-            )
+            self.tokenizer.load_state(entry.meta["tokenizer"]["state"])
+        self.label_names = list(entry.meta["label_names"])
+        for name in entry.meta["splits"]:
+            self.datasets[name] = EncodedTexts(entry.ragged[name], entry.arrays[f"{name}.labels"])
         log.info("data: %s", ", ".join(f"{name} {len(ds)}" for name, ds in self.datasets.items()))
 
     def train_dataloader(self) -> DataLoader:
@@ -117,23 +134,58 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         return {"num_classes": self.num_classes}
 
     def save_to(self, run_dir: Path) -> None:
-        """Write the fitted tokenizer and the label names, which eval, predict and export reload."""
+        """Write the fitted tokenizer and the label-name-to-id mapping, which eval, predict and export reload."""
         self.tokenizer.save(run_dir / "tokenizer.json")
-        (run_dir / "labels.json").write_text(json.dumps(self.label_names))
+        label_ids = {name: index for index, name in enumerate(self.label_names)}
+        (run_dir / "labels.json").write_text(json.dumps(label_ids, indent=2) + "\n")
 
     # -- internals --------------------------------------------------------------------------
+
+    def _cache_key_parts(self) -> dict[str, Any] | None:
+        identity = self.source_identity()
+        if identity is None:
+            return None
+        return {
+            "module": type(self).__qualname__,
+            "source": identity,
+            "tokenizer": self.tokenizer.identity(),
+            "max_length": self.max_length,
+            "split": [self.val_fraction, self.test_fraction, self.num_folds, self.fold, self.split_seed],
+            "labels": self.label_names or self.declared_labels,
+        }
+
+    def _build(self) -> CacheEntry:
+        """Read, split, check labels, fit the tokenizer on the training split, and encode every split."""
+        splits = self._split(self.read_splits())
+        label_names = self._label_names(splits)
+        if not self.tokenizer.is_fitted:
+            self.tokenizer.fit(splits["train"].texts)
+        label_ids = {name: index for index, name in enumerate(label_names)}
+        ragged, arrays = {}, {}
+        for name, split in splits.items():
+            ragged[name] = encode_texts(self.tokenizer, split.texts, self.max_length)
+            arrays[f"{name}.labels"] = np.array([label_ids[label] for label in split.labels], dtype=np.int64)
+        meta = {"tokenizer": self.tokenizer.to_dict(), "label_names": label_names, "splits": list(splits)}
+        return CacheEntry(meta, ragged, arrays)
 
     def _split(self, splits: dict[str, LabelledTexts]) -> dict[str, LabelledTexts]:
         if "train" not in splits or not splits["train"].texts:
             raise SeqlabError(f"{type(self).__name__}: the training split is empty")
         train = splits["train"]
+        val_fraction = self.val_fraction
+        if "test" not in splits:
+            # Carved out first, so folds and the validation share never touch it.
+            train_idx, test_idx = stratified_split(train.labels, self.test_fraction, self.split_seed, name="data.test_fraction")
+            splits = {**splits, "train": train.subset(train_idx), "test": train.subset(test_idx)}
+            train = splits["train"]
+            val_fraction = min(self.val_fraction / (1.0 - self.test_fraction), 1.0)  # both are shares of the whole file
         if self.num_folds is not None:
             train_idx, val_idx = kfold_split(train.labels, self.num_folds, self.fold, self.split_seed)
             splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
         elif "val" not in splits:
-            train_idx, val_idx = stratified_split(train.labels, self.val_fraction, self.split_seed)
+            train_idx, val_idx = stratified_split(train.labels, val_fraction, self.split_seed)
             splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
-        return splits
+        return {name: splits[name] for name in ("train", "val", "test")}
 
     def _label_names(self, splits: dict[str, LabelledTexts]) -> list[str]:
         if self.label_names:  # restored from a checkpoint: keep the run's ids
@@ -146,21 +198,23 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         for split_name, split in splits.items():
             unknown = set(split.labels) - set(names)
             if unknown:
-                raise SeqlabError(
-                    f"{type(self).__name__}: {split_name} split has labels {sorted(unknown)[:5]} outside the declared set {names}"
-                )
+                where = self.split_source(split_name)
+                raise SeqlabError(f"{where}: labels {sorted(unknown)[:5]} are outside the declared set {names}")
         return names
 
-    def _encode(self, texts: list[str]) -> list[np.ndarray]:
-        encoded = self.tokenizer.encode_batch(texts)
-        limit = self.max_length
-        return [np.asarray(ids[:limit] if limit else ids, dtype=np.int64) for ids in encoded]
+    def split_source(self, split: str) -> str:
+        """Where a split's texts come from, for error messages (a file name where there is one)."""
+        return f"{type(self).__name__} {split} split"
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        batching: dict[str, Any] = {"batch_size": self.batch_size if split == "train" else self.eval_batch_size, "shuffle": shuffle}
+        if shuffle and self.bucket_by_length:
+            sampler = RandomSampler(dataset)
+            batching = {"batch_sampler": BucketBatchSampler(sampler, self.batch_size, False, dataset.lengths, self.bucket_batches)}
         return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            dataset,
+            **batching,
             collate_fn=PadToLongest(self.tokenizer.pad_id),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

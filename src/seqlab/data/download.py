@@ -17,8 +17,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.0) -> Path:
-    """Fetch `url` to `destination` if it verifies against `sha256`; offline, say where to put the file."""
+def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.0, where_to_put: str | None = None) -> Path:
+    """Fetch `url` to `destination` if it verifies against `sha256`; offline, say where to put the file
+    (`where_to_put` words that for data that can also be put in place some other way)."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,8 @@ def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.
                     progress.advance(task, len(block))
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         partial.unlink(missing_ok=True)
-        raise SeqlabError(f"{destination} is missing and {url} could not be fetched ({error}); put the file there by hand") from None
+        hint = where_to_put or f"put the file at {destination} by hand"
+        raise SeqlabError(f"{destination} is missing and {url} could not be fetched ({error}); {hint}") from None
     actual = sha256_of(partial)
     if actual != sha256:
         partial.unlink(missing_ok=True)

@@ -4,13 +4,16 @@
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from seqlab.data.cache import CacheEntry, TokenCache, encode_texts, file_identity
 from seqlab.data.splits import check_fold
+from seqlab.data.text_files import read_text
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 
@@ -95,6 +98,7 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         train_samples_per_epoch: int = 24000,
         num_folds: int | None = None,
         fold: int | None = None,
+        cache_dir: str | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -110,27 +114,41 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         self.train_samples_per_epoch = train_samples_per_epoch
         self.num_folds = num_folds
         self.fold = fold
+        self.cache = TokenCache(cache_dir)
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.segments: dict[str, list[np.ndarray]] = {}
 
     def read_text(self) -> str:
-        texts = []
-        for path in self.files:
-            if not path.is_file():
-                raise SeqlabError(f"{path}: no such file")
-            try:
-                texts.append(path.read_text(encoding="utf-8"))
-            except UnicodeDecodeError as error:
-                raise SeqlabError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-            if not texts[-1].strip():
-                raise SeqlabError(f"{path}: the file is empty")
-        return "\n".join(texts)
+        return "\n".join(read_text(path) for path in self.files)
 
     def setup(self, stage: str | None = None) -> None:
         if self.segments:
             return
+        if self.num_folds is not None:
+            check_fold(self.num_folds, self.fold)
+        if not self.tokenizer.is_fitted and not self.tokenizer.trains_on_texts:
+            self.tokenizer.fit([])  # a ready-made tokenizer: load it now so the cache key has its state
+        entry = self.cache.get_or_build(self._cache_key_parts(), self._build, type(self).__name__)
+        if not self.tokenizer.is_fitted:
+            self.tokenizer.load_state(entry.meta["tokenizer"]["state"])
+        for split in entry.meta["splits"]:
+            ragged = entry.ragged[split]
+            self.segments[split] = [ragged[i] for i in range(len(ragged))]
+        self.segments.setdefault("test", self.segments["val"])
+        log.info("data: %s tokens", ", ".join(f"{name} {self._tokens(name)}" for name in self.segments))
+
+    def _cache_key_parts(self) -> dict[str, Any]:
+        return {
+            "module": "LanguageModelingDataModule",
+            "source": file_identity(self.files),
+            "tokenizer": self.tokenizer.identity(),
+            "split": [self.train_fraction, self.val_fraction, self.num_folds, self.fold],
+        }
+
+    def _build(self) -> CacheEntry:
+        """Cut the text by position, fit the tokenizer on the training part, and encode every part."""
         text = self.read_text()
         train_end = int(len(text) * self.train_fraction)
         if self.val_fraction is None:
@@ -146,10 +164,8 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             pieces["train"], pieces["val"] = self._folds(text[:train_end])
         if not self.tokenizer.is_fitted:
             self.tokenizer.fit(pieces["train"])
-        for split, texts in pieces.items():
-            self.segments[split] = [np.asarray(ids, dtype=np.int64) for ids in self.tokenizer.encode_batch(texts)]
-        self.segments.setdefault("test", self.segments["val"])
-        log.info("data: %s tokens", ", ".join(f"{name} {self._tokens(name)}" for name in self.segments))
+        ragged = {split: encode_texts(self.tokenizer, texts) for split, texts in pieces.items()}
+        return CacheEntry({"tokenizer": self.tokenizer.to_dict(), "splits": list(pieces)}, ragged, {})
 
     def _folds(self, train_text: str) -> tuple[list[str], list[str]]:
         check_fold(self.num_folds, self.fold)

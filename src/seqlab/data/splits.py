@@ -14,10 +14,10 @@ def _shuffled_groups(labels: Sequence, seed: int) -> list[np.ndarray]:
     return [rng.permutation(np.flatnonzero(keys == key)) for key in sorted(set(keys.tolist()))]
 
 
-def stratified_split(labels: Sequence, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices, each label split in the same proportion."""
+def stratified_split(labels: Sequence, val_fraction: float, seed: int, name: str = "data.val_fraction") -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices, each label split in the same proportion (`name` is the setting, for errors)."""
     if not 0.0 < val_fraction < 1.0:
-        raise SeqlabError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        raise SeqlabError(f"{name} must be between 0 and 1, got {val_fraction}")
     train, val = [], []
     for group in _shuffled_groups(labels, seed):
         n_val = int(round(len(group) * val_fraction))

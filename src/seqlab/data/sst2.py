@@ -1,7 +1,9 @@
 """SST-2 at sentence level: `stsa.binary.{train,dev,test}` (`LABEL TEXT` per line) under `<data_dir>/sst2`."""
 
 from pathlib import Path
+from typing import Any
 
+from seqlab.data.cache import file_identity
 from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
 from seqlab.data.text_files import read_label_text_lines
 from seqlab.errors import SeqlabError
@@ -12,14 +14,24 @@ FILES = {"train": "stsa.binary.train", "val": "stsa.binary.dev", "test": "stsa.b
 class SST2DataModule(TextClassificationDataModule):
     """The binary Stanford Sentiment Treebank: 6,920 / 872 / 1,821 sentences, labels 0 and 1."""
 
-    def __init__(self, data_dir: str, **kwargs) -> None:
+    def __init__(self, data_dir: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(data_dir) / "sst2"
 
-    def read_splits(self) -> dict[str, LabelledTexts]:
+    def _paths(self) -> dict[str, Path]:
         if not self.root.is_dir():
             raise SeqlabError(f"{self.root}: no such folder; put stsa.binary.{{train,dev,test}} there or set paths.data_dir")
-        splits = {name: read_label_text_lines(self.root / file) for name, file in FILES.items()}
+        return {name: self.root / file for name, file in FILES.items()}
+
+    def source_identity(self) -> list[list[Any]]:
+        return file_identity(self._paths().values())
+
+    def read_splits(self) -> dict[str, LabelledTexts]:
+        splits = {name: read_label_text_lines(path) for name, path in self._paths().items()}
         if self.num_folds is not None:
             splits.pop("val")  # cross-validation draws validation folds from the training split
         return splits
+
+    def split_source(self, split: str) -> str:
+        from_train = split == "val" and self.num_folds is not None
+        return str(self.root / FILES["train" if from_train else split])

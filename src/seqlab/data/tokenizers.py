@@ -19,6 +19,9 @@ UNK = "<unk>"
 class TextTokenizer(ABC):
     """Common interface: `fit`, `encode_batch`, `decode`, `vocab_size`, `pad_id`, `to_dict`."""
 
+    # False for a tokenizer that comes ready-made: `fit` loads it and ignores the texts.
+    trains_on_texts = True
+
     @abstractmethod
     def fit(self, texts: Iterable[str]) -> None: ...
 
@@ -27,7 +30,8 @@ class TextTokenizer(ABC):
     def is_fitted(self) -> bool: ...
 
     @abstractmethod
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+    def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text, at most `max_length` of them."""
 
     @abstractmethod
     def decode(self, ids: Iterable[int]) -> str: ...
@@ -58,6 +62,13 @@ class TextTokenizer(ABC):
             "state": self.state(),
         }
 
+    def identity(self) -> dict[str, Any]:
+        """What determines this tokenizer's output: its class and settings, and its fitted state once fitted."""
+        if self.is_fitted:
+            return self.to_dict()
+        cls = type(self)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "settings": self.settings()}
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
 
@@ -85,15 +96,20 @@ class _TrainedHFTokenizer(TextTokenizer):
 
     def fit(self, texts: Iterable[str]) -> None:
         tokenizer, trainer = self._untrained()
-        tokenizer.train_from_iterator(texts, trainer=trainer)
+        texts = list(texts)
+        # Batches of texts let the trainer count words on all cores.
+        batches = (texts[start : start + 1000] for start in range(0, len(texts), 1000))
+        tokenizer.train_from_iterator(batches, trainer=trainer, length=len(texts))
         self._tokenizer = tokenizer
 
     @property
     def is_fitted(self) -> bool:
         return self._tokenizer is not None
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self._fitted().encode_batch(list(texts))]
+    def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        # encode_batch_fast skips character offsets, which seqlab never uses.
+        encodings = self._fitted().encode_batch_fast(list(texts))
+        return [encoding.ids[:max_length] if max_length else encoding.ids for encoding in encodings]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._fitted().decode(list(ids))
@@ -201,9 +217,9 @@ class CharTokenizer(TextTokenizer):
         self.chars = list(state)
         self._ids = {char: index + 2 for index, char in enumerate(self.chars)}
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         ids = self._ids
-        return [[ids.get(char, 1) for char in text] for text in texts]
+        return [[ids.get(char, 1) for char in text[:max_length]] for text in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         chars = self.chars or []
@@ -212,3 +228,109 @@ class CharTokenizer(TextTokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self.chars or []) + 2
+
+
+# Pad tokens of common Hugging Face tokenizers, tried when a tokenizer's files don't name one.
+KNOWN_PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
+
+
+class PretrainedTokenizer(TextTokenizer):
+    """A ready-made Hugging Face tokenizer: a local folder with `tokenizer.json`, that file itself, or a
+    hub name (fetched only when the hub is reachable).
+
+    Its padding and truncation settings are switched off (seqlab pads each batch to its longest text
+    and truncates to `max_length` itself, keeping the end-of-text special token); its pad id is the
+    tokenizer's own. The whole tokenizer is saved with the run, so eval never needs the source again.
+    """
+
+    trains_on_texts = False
+
+    def __init__(self, name_or_path: str, add_special_tokens: bool = True) -> None:
+        self.name_or_path = str(name_or_path)
+        self.add_special_tokens = add_special_tokens
+        self._tokenizer: Tokenizer | None = None
+        self._pad_token: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {"name_or_path": self.name_or_path, "add_special_tokens": self.add_special_tokens}
+
+    def fit(self, texts: Iterable[str]) -> None:
+        from seqlab.errors import SeqlabError
+
+        source = Path(self.name_or_path).expanduser()
+        folder = source if source.is_dir() else source.parent
+        if source.is_dir() or source.suffix == ".json":
+            file = source / "tokenizer.json" if source.is_dir() else source
+            if not file.is_file():
+                raise SeqlabError(f"{file}: no such file; a pretrained tokenizer folder needs tokenizer.json (saved by a fast Hugging Face tokenizer)")
+            tokenizer = Tokenizer.from_file(str(file))
+        else:
+            try:
+                tokenizer = Tokenizer.from_pretrained(self.name_or_path)
+            except Exception as error:  # the hub client raises many kinds when offline or the name is wrong
+                raise SeqlabError(
+                    f"tokenizer {self.name_or_path!r} is neither a local folder with tokenizer.json nor loadable from the Hugging Face hub "
+                    f"({type(error).__name__}); pass a local path"
+                ) from None
+        self._pad_token = _pad_token_of(tokenizer, folder if source.exists() else None)
+        if self._pad_token is None:
+            raise SeqlabError(f"tokenizer {self.name_or_path!r} has no pad token (looked for {', '.join(KNOWN_PAD_TOKENS)})")
+        self._set(tokenizer)
+
+    def _set(self, tokenizer: Tokenizer) -> None:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._tokenizer is not None
+
+    def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        tokenizer = self._fitted()
+        if max_length:
+            # The tokenizer's own truncation keeps [SEP]/</s> at the end, which slicing would cut.
+            tokenizer.enable_truncation(max_length)
+        try:
+            encodings = tokenizer.encode_batch_fast(list(texts), add_special_tokens=self.add_special_tokens)
+        finally:
+            tokenizer.no_truncation()
+        return [encoding.ids for encoding in encodings]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._fitted().decode(list(ids), skip_special_tokens=True)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._fitted().get_vocab_size(with_added_tokens=True)
+
+    @property
+    def pad_id(self) -> int:
+        return self._fitted().token_to_id(self._pad_token)
+
+    def state(self) -> dict[str, str]:
+        return {"tokenizer": self._fitted().to_str(), "pad_token": self._pad_token}
+
+    def load_state(self, state: dict[str, str]) -> None:
+        self._pad_token = state["pad_token"]
+        self._set(Tokenizer.from_str(state["tokenizer"]))
+
+    def _fitted(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("PretrainedTokenizer must be loaded (fit) before use")
+        return self._tokenizer
+
+
+def _pad_token_of(tokenizer: Tokenizer, folder: Path | None) -> str | None:
+    """The pad token the tokenizer's files declare, else its padding setting, else a well-known one it has."""
+    if folder is not None:
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            path = folder / name
+            if path.is_file():
+                pad = json.loads(path.read_text()).get("pad_token")
+                pad = pad.get("content") if isinstance(pad, dict) else pad
+                if isinstance(pad, str) and tokenizer.token_to_id(pad) is not None:
+                    return pad
+    if tokenizer.padding and tokenizer.token_to_id(tokenizer.padding["pad_token"]) is not None:
+        return tokenizer.padding["pad_token"]
+    return next((token for token in KNOWN_PAD_TOKENS if tokenizer.token_to_id(token) is not None), None)

@@ -130,7 +130,8 @@ class TransformerClassifier(nn.Module):
         self.max_len = max_len
         slots = max_len + (1 if pooling == "cls" else 0)  # the CLS vector takes position 0
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
+        # One vector (not a matrix), so like other embeddings it is exempt from weight decay.
+        self.cls = nn.Parameter(torch.zeros(d_model)) if pooling == "cls" else None
         self.position_embedding = nn.Embedding(slots, d_model) if positions == "learned" else None
         if positions == "sinusoidal":
             self.register_buffer("position_table", sinusoidal_table(slots, d_model), persistent=False)
@@ -159,7 +160,7 @@ class TransformerClassifier(nn.Module):
         lengths = lengths.to(input_ids.device)
         x = self.embedding(input_ids)  # (B, T, C)
         if self.cls is not None:
-            x = torch.cat((self.cls.expand(B, -1, -1), x), dim=1)  # (B, 1 + T, C)
+            x = torch.cat((self.cls.expand(B, 1, -1), x), dim=1)  # (B, 1 + T, C)
             lengths = lengths + 1
         if self.position_embedding is not None:
             x = x + self.position_embedding.weight[: x.size(1)]

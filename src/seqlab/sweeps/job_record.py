@@ -1,0 +1,43 @@
+"""A Hydra callback that leaves `job.json` in every multirun job dir: how the job ended, and why.
+
+It runs where the job runs (the main process, a joblib worker or a SLURM node), so whoever
+summarises a sweep reads the outcome of every job from files, whichever launcher ran them.
+"""
+
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+JOB_RECORD = "job.json"
+
+
+def job_outcome(job_return: JobReturn) -> dict[str, Any]:
+    """`status` completed, failed or pruned; `error` (one line) and `traceback` for the others."""
+    if job_return.status == JobStatus.COMPLETED:
+        value = job_return.return_value
+        return {"status": "completed", "return_value": value if isinstance(value, (int, float, list, type(None))) else str(value)}
+    error = job_return._return_value  # JobReturn.return_value re-raises a failed job's exception
+    status = "pruned" if type(error).__name__ == "TrialPruned" else "failed"
+    return {
+        "status": status,
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": "".join(traceback.format_exception(error)) if isinstance(error, BaseException) else None,
+    }
+
+
+class JobRecord(Callback):
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        record = {**job_outcome(job_return), "overrides": list(job_return.overrides or [])}
+        tmp = job_dir / (JOB_RECORD + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, job_dir / JOB_RECORD)

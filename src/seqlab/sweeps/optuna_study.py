@@ -1,0 +1,165 @@
+"""The Optuna side of seqlab's sweeper: storages, the study, how a job's outcome becomes a trial's state, reports.
+
+A study lives in a storage every trial's process can reach: a database URL (`sqlite:///study.db`),
+a journal file (any other value: a path; safe for many processes on a shared filesystem), or, when
+none is given, a journal file in the sweep dir. Jobs find their trial through environment variables
+the sweeper sets for them (`hydra.job.env_set`), so pruning works whichever launcher runs them.
+"""
+
+import csv
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+
+from seqlab.errors import SeqlabError
+
+log = logging.getLogger(__name__)
+
+ENV_STORAGE = "SEQLAB_OPTUNA_STORAGE"
+ENV_STUDY = "SEQLAB_OPTUNA_STUDY"
+ENV_TRIAL_ID = "SEQLAB_OPTUNA_TRIAL_ID"
+DEFAULT_JOURNAL = "optuna_study.journal"
+RESULTS_YAML = "optimization_results.yaml"
+TRIALS_CSV = "trials.csv"
+
+
+def resolve_storage(storage: str | None, sweep_dir: Path) -> str:
+    """An absolute storage spec, the same in every process whatever its working directory."""
+    if not storage:
+        return str((sweep_dir / DEFAULT_JOURNAL).resolve())
+    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(storage[len("sqlite:///"):]).resolve())
+    if "://" in storage:
+        return storage
+    return str(Path(storage).resolve())
+
+
+def open_storage(spec: str) -> optuna.storages.BaseStorage:
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec)
+    Path(spec).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))
+
+
+def directions(direction: Any) -> list[str]:
+    """`minimize`/`maximize` (or `min`/`max`), or a list of them for a multi-objective search."""
+    names = [direction] if isinstance(direction, str) else list(direction)
+    aliases = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+    unknown = [d for d in names if str(d).lower() not in aliases]
+    if unknown or not names:
+        raise SeqlabError(f"hydra.sweeper.direction must be minimize or maximize, or a list of them; got {direction}")
+    return [aliases[str(d).lower()] for d in names]
+
+
+def trial_from_env(pruner: optuna.pruners.BasePruner | None) -> optuna.trial.Trial | None:
+    """This job's trial, when an Optuna sweep launched it; None in any other run."""
+    trial_id = os.environ.get(ENV_TRIAL_ID)
+    if trial_id is None:
+        return None
+    study = optuna.load_study(study_name=os.environ[ENV_STUDY], storage=open_storage(os.environ[ENV_STORAGE]), pruner=pruner)
+    return optuna.trial.Trial(study, int(trial_id))
+
+
+def trial_env_overrides(storage: str, study_name: str, trial: optuna.trial.Trial) -> list[str]:
+    env = {ENV_STORAGE: storage, ENV_STUDY: study_name, ENV_TRIAL_ID: str(trial._trial_id)}
+    return [f"++hydra.job.env_set.{key}='{value}'" for key, value in env.items()]
+
+
+def trial_values(return_value: Any, n_objectives: int) -> list[float]:
+    """The objective values a job returned, checked against the study's directions."""
+    values = list(return_value) if isinstance(return_value, (list, tuple)) or OmegaConf.is_list(return_value) else [return_value]
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise SeqlabError(f"a trial must return {n_objectives} number(s) (optimized_metric), got {return_value!r}") from None
+    if len(values) != n_objectives:
+        raise SeqlabError(f"the study has {n_objectives} objective(s) but the trial returned {len(values)}: set optimized_metric to as many metrics as hydra.sweeper.direction has entries")
+    if not all(math.isfinite(v) for v in values):
+        raise SeqlabError(f"the trial returned {values}")
+    return values
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
+    """Best parameters and value (YAML), every trial (CSV), and plots of the search (PNG)."""
+    trials = study.get_trials(deepcopy=False)
+    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    results: dict[str, Any] = {
+        "name": "optuna",
+        "study_name": study.study_name,
+        "storage": storage,
+        "directions": [d.name.lower() for d in study.directions],
+        "trials": states,
+    }
+    if completed and len(study.directions) == 1:
+        best = study.best_trial
+        results.update(best_params=best.params, best_value=best.value, best_trial=best.number, best_job_dir=best.user_attrs.get("job_dir"))
+    elif completed:
+        results["solutions"] = [
+            {"trial": t.number, "params": t.params, "values": t.values, "job_dir": t.user_attrs.get("job_dir")} for t in study.best_trials
+        ]
+    OmegaConf.save(OmegaConf.create(results), out_dir / RESULTS_YAML)
+    _write_trials_csv(trials, len(study.directions), out_dir / TRIALS_CSV)
+    _plot(study, out_dir, len(completed))
+
+
+def _write_trials_csv(trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: Path) -> None:
+    param_names = sorted({name for t in trials for name in t.params})
+    value_columns = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", *value_columns, *(f"params_{n}" for n in param_names), "duration_s", "datetime_start", "job_dir", "error"])
+        for t in trials:
+            values = t.values or [None] * n_objectives
+            duration = t.duration.total_seconds() if t.duration else None
+            writer.writerow(
+                [t.number, t.state.name, *values, *(t.params.get(n) for n in param_names), duration,
+                 t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                 t.user_attrs.get("job_dir"), t.user_attrs.get("error")]
+            )
+
+
+def _plot(study: optuna.Study, out_dir: Path, n_completed: int) -> None:
+    """Optimisation history and parameter importances; a plot the study cannot support yet is skipped."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    multi = len(study.directions) > 1
+    plots = {
+        "optimization_history.png": lambda: optuna_plots.plot_optimization_history(
+            study, **({"target": lambda t: t.values[0], "target_name": "objective 0"} if multi else {})
+        ),
+        "param_importances.png": lambda: optuna_plots.plot_param_importances(
+            study, **({"target": lambda t: t.values[0], "target_name": "objective 0"} if multi else {})
+        ),
+    }
+    if multi:
+        plots["pareto_front.png"] = lambda: optuna_plots.plot_pareto_front(study)
+    for name, plot in plots.items():
+        if name == "param_importances.png" and n_completed < 2:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = plot()
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.tight_layout()
+            figure.savefig(out_dir / name, dpi=120)
+            plt.close(figure)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:
+            log.warning("%s not drawn: %s", name, error)
