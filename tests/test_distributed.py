@@ -54,6 +54,7 @@ def assert_each_job_ran_on_two_ranks(records: list[dict], sweep: Path, hidden_di
         assert len({r["pid"] for r in records if r["job"] == job}) == 2, "two ranks of a job in one process"
         assert f"hidden_dim: {hidden_dims[job]}" in (sweep / str(job) / ".hydra" / "config.yaml").read_text()
         assert (sweep / str(job) / "metrics.json").is_file()
+        assert json.loads((sweep / str(job) / "job.json").read_text())["status"] == "completed"
         assert sorted(p.name for p in (sweep / str(job) / "csv").iterdir()) == ["version_0"]
 
 
