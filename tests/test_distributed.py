@@ -71,7 +71,7 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
     # 200 examples split between 2 ranks, 64 a batch: 2 steps (one process would take 4).
     assert metrics["epoch"] == 1 and metrics["global_step"] == 2 and 0 <= metrics["test/acc"] <= 1
     # One run dir, written by rank 0 alone: no per-rank logs or logger versions, nothing outside it.
-    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "metrics.json", "tokenizer.json", "train.log"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "learning_curves.png", "metrics.json", "tokenizer.json", "train.log"]
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "run"]
     log = (run_dir / "train.log").read_text()
