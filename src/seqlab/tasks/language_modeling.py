@@ -61,9 +61,9 @@ class LanguageModelingTask(pl.LightningModule):
         self.sample_top_k = sample_top_k
         self.sample_top_p = sample_top_p
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
-        # No NaN check: it reads the value back on every step (a GPU sync); a NaN loss makes the
-        # epoch's loss NaN, which says what happened.
-        self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES})
+        # Not nan_strategy="disable", though its NaN check reads the value back every step (a GPU
+        # sync): torchmetrics 1.9 then drops the weights, and the mean would be over batches.
+        self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self._first_val_token: torch.Tensor | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
