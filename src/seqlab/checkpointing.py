@@ -51,9 +51,18 @@ class RNGStateCheckpoint(pl.Callback):
 
 
 def read_run_record(ckpt_path: str) -> dict[str, Any]:
+    return load_checkpoint(ckpt_path)[RUN_RECORD_KEY]
+
+
+def load_checkpoint(ckpt_path: str) -> dict[str, Any]:
+    """A seqlab checkpoint on the CPU, weights and run record; anything else is refused in one line."""
     from seqlab.errors import SeqlabError
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if RUN_RECORD_KEY not in checkpoint:
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load fails on other files with many kinds of error (even KeyError)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SeqlabError(f"{ckpt_path} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
+    if not isinstance(checkpoint, dict) or RUN_RECORD_KEY not in checkpoint:
         raise SeqlabError(f"{ckpt_path} is not a seqlab checkpoint (it has no run record); pass a checkpoint written by seqlab-train")
-    return checkpoint[RUN_RECORD_KEY]
+    return checkpoint

@@ -42,6 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from seqlab import runs
     from seqlab.checkpointing import read_run_record
     from seqlab.config_checks import check_override_types
+    from seqlab.reports.evaluation import evaluation_report
 
     check_override_types(cfg)
     if cfg.get("ckpt_path") in (None, "last"):
@@ -58,7 +59,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer = runs.build_trainer(cfg)
         metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)[0])
         metrics.update(datamodule.split_sizes)
-        runs.write_json(runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path})
+        report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg))
+        runs.write_json(runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, **({"report": report} if report else {})})
         failed = False
         return metrics
     finally:

@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> float | list[float] | None:
 def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
-    from seqlab import cluster, distributed, runs
+    from seqlab import cluster, distributed, finetune, runs
     from seqlab.config_checks import check_override_types
 
     cluster.adopt_task_ranks()
@@ -40,10 +40,13 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
 
     failed, trainer = True, None
     try:
-        datamodule = runs.build_datamodule(cfg)
+        pretrained_tokenizer = finetune.checkpoint_tokenizer(cfg.get("finetune"))
+        datamodule = runs.build_datamodule(cfg, {"tokenizer": pretrained_tokenizer} if pretrained_tokenizer else None)
+        task = runs.build_task(cfg, datamodule)
+        if cfg.get("finetune") and ckpt_path is None:
+            finetune.initialise_from_checkpoint(task, datamodule.tokenizer, cfg.finetune, runs.run_dir(cfg))
         if pl.utilities.rank_zero_only.rank == 0:
             datamodule.save_to(runs.run_dir(cfg))
-        task = runs.build_task(cfg, datamodule)
         trainer = runs.build_trainer(cfg, datamodule)
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = runs.scalar_metrics(trainer.callback_metrics)

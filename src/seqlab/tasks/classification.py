@@ -12,6 +12,7 @@ from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class SequenceClassificationTask(pl.LightningModule):
         self.label_smoothing = label_smoothing
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage) for stage in STAGES})
+        # Training predictions of the epoch so far, detached and on the model's device; the train
+        # metrics take them in one update at the epoch's end (see `on_train_epoch_end`).
+        self._train_predictions: list[dict[str, torch.Tensor]] = []
 
     def _stage_metrics(self, stage: str) -> MetricCollection:
         metrics: dict[str, Any] = {
@@ -80,20 +84,54 @@ class SequenceClassificationTask(pl.LightningModule):
         logits = self.net(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
         loss = self.loss(logits, labels)
-        probs = self.probabilities(logits.detach())
+        batch_size = labels.size(0)
+        if stage == "train":
+            self._remember_train_predictions(logits.detach(), labels)
+            if logs_this_step(self.trainer):
+                self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=True)
+            return loss
         collection = self.metrics[f"{stage}_metrics"]
+        self._update_metrics(collection, self.probabilities(logits.detach()), labels)
+        # Under DDP the epoch's loss is averaged over all ranks (torchmetrics syncs the metrics itself).
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True, sync_dist=True)
+        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)
+        return loss
+
+    @staticmethod
+    def _update_metrics(collection: MetricCollection, probs: torch.Tensor, labels: torch.Tensor) -> None:
         collection["acc"].update(probs, labels)
         collection["f1"].update(probs, labels)
         if "auroc" in collection:
             collection["auroc"].update(probs[:, 1], labels)
-        batch_size = labels.size(0)
-        # Under DDP the epoch's loss is averaged over all ranks (torchmetrics syncs the metrics itself).
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=stage != "train", batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
-        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "train")
-        return loss
+
+    def _remember_train_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Keep the predicted class (and the positive-class probability for AUROC), not the logits:
+        one number or two per example, whatever the number of classes."""
+        probs = self.probabilities(logits)
+        predictions = {"predicted": probs.argmax(-1), "labels": labels}
+        if self.num_classes == 2:
+            predictions["positive"] = probs[:, 1]
+        self._train_predictions.append(predictions)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
+
+    def on_train_epoch_start(self) -> None:
+        self._train_predictions = []
+
+    def on_train_epoch_end(self) -> None:
+        """Train metrics over the epoch: torchmetrics' per-call checks cost more than a small model's
+        training step, so they run once here instead of on every step."""
+        if not self._train_predictions:
+            return
+        epoch = {key: torch.cat([step[key] for step in self._train_predictions]) for key in self._train_predictions[0]}
+        self._train_predictions = []
+        collection = self.metrics["train_metrics"]
+        collection["acc"].update(epoch["predicted"], epoch["labels"])
+        collection["f1"].update(epoch["predicted"], epoch["labels"])
+        if "auroc" in collection:
+            collection["auroc"].update(epoch["positive"], epoch["labels"])
+        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=epoch["labels"].numel())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

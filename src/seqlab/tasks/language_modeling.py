@@ -18,6 +18,7 @@ from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class LanguageModelingTask(pl.LightningModule):
         self.sample_top_k = sample_top_k
         self.sample_top_p = sample_top_p
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
-        self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        # No NaN check: it reads the value back on every step (a GPU sync); a NaN loss makes the
+        # epoch's loss NaN, which says what happened.
+        self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES})
         self._first_val_token: torch.Tensor | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -73,7 +76,7 @@ class LanguageModelingTask(pl.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
         tokens = (targets != IGNORE_INDEX).sum()
         self.token_losses[f"{stage}_loss"].update(loss.detach(), weight=tokens)
-        if stage == "train":
+        if stage == "train" and logs_this_step(self.trainer):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=targets.size(0))
         return loss
 

@@ -15,24 +15,54 @@ from torch import nn
 NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d)
 
 
-def parameter_groups(module: nn.Module) -> list[dict[str, Any]]:
-    """Weights decay; biases, norms and embeddings don't (a tied embedding counts as an embedding)."""
+def parameter_groups(
+    module: nn.Module,
+    lr_scale: Callable[[str], float] | None = None,
+    base_lr: float | None = None,
+    include: Callable[[str, nn.Parameter], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Weights decay; biases, norms and embeddings don't (a tied embedding counts as an embedding).
+
+    `include(name, parameter)` picks the parameters to optimise (default: those that require
+    grad). `lr_scale(name)` gives a parameter's rate as a multiple of `base_lr`; parameters are
+    then grouped by decay and scale, each group with its own "lr" (and "lr_scale", for logs).
+    """
     no_decay: dict[int, nn.Parameter] = {}
     for submodule in module.modules():
         for parameter in submodule.parameters(recurse=False):
             if isinstance(submodule, NO_DECAY_MODULES) or parameter.ndim < 2:
                 no_decay[id(parameter)] = parameter
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    decay = [p for p in trainable if id(p) not in no_decay]
-    rest = [p for p in trainable if id(p) in no_decay]
-    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+    include = include or (lambda name, parameter: parameter.requires_grad)
+    # Without scales there are always two groups, decaying and not, as callers index them.
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {} if lr_scale else {(True, 1.0): [], (False, 1.0): []}
+    for name, parameter in module.named_parameters():
+        if include(name, parameter):
+            scale = lr_scale(name) if lr_scale else 1.0
+            groups.setdefault((id(parameter) not in no_decay, scale), []).append(parameter)
+    if lr_scale and base_lr is None:
+        raise ValueError("parameter_groups needs base_lr to scale learning rates")
+    out = []
+    for (decays, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], -item[0][1])):
+        group: dict[str, Any] = {"params": params} if decays else {"params": params, "weight_decay": 0.0}
+        if lr_scale:
+            group.update(lr=base_lr * scale, lr_scale=scale)
+        out.append(group)
+    return out
 
 
-def build_optimizer(factory: Callable[..., torch.optim.Optimizer], module: nn.Module) -> torch.optim.Optimizer:
-    """Complete a partial optimiser; AdamW/Adam use the fused kernel where the device has one."""
-    groups = parameter_groups(module)
+def build_optimizer(
+    factory: Callable[..., torch.optim.Optimizer],
+    module: nn.Module,
+    lr_scale: Callable[[str], float] | None = None,
+    include: Callable[[str, nn.Parameter], bool] | None = None,
+) -> torch.optim.Optimizer:
+    """Complete a partial optimiser; AdamW/Adam use the fused kernel where the device has one.
+
+    `lr_scale` and `include` are as in `parameter_groups`; the base rate is the optimiser's `lr`.
+    """
     target = factory.func if isinstance(factory, functools.partial) else factory
     keywords = factory.keywords if isinstance(factory, functools.partial) else {}
+    groups = parameter_groups(module, lr_scale, keywords.get("lr"), include)
     if target in (torch.optim.AdamW, torch.optim.Adam) and "fused" not in keywords and "foreach" not in keywords:
         devices = {p.device.type for group in groups for p in group["params"]}
         if devices <= {"cpu", "cuda"}:

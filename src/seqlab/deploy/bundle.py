@@ -1,0 +1,167 @@
+"""Exported bundles: a directory that serves predictions without the checkpoint or the training data.
+
+    manifest.json      format, kind, the model's token limit, versions, sha256 of every other file
+    model.onnx         (format onnx) inputs input_ids (B, T) and lengths (B,), output probs (B, C)
+    model.safetensors  (format safetensors) the task's weights, with config.json: the run's config
+    tokenizer.json     the fitted tokenizer
+    labels.json        the label names, in the model's output order
+
+A bundle is checked whole before use: a missing file or a wrong checksum is refused.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from seqlab.errors import SeqlabError
+
+ONNX = "onnx"
+SAFETENSORS = "safetensors"
+FORMATS = (ONNX, SAFETENSORS)
+MANIFEST = "manifest.json"
+MODEL_FILES = {ONNX: "model.onnx", SAFETENSORS: "model.safetensors"}
+TOKENIZER = "tokenizer.json"
+LABELS = "labels.json"
+CONFIG = "config.json"
+BUNDLE_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def max_length(self) -> int | None:
+        return self.manifest.get("max_length")
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILES[self.format]
+
+    def tokenizer(self) -> Any:
+        from seqlab.data.tokenizers import load_tokenizer
+
+        return load_tokenizer(self.path / TOKENIZER)
+
+    def label_names(self) -> list[str]:
+        return json.loads((self.path / LABELS).read_text())
+
+    def torch_task(self) -> Any:
+        """The task rebuilt from config.json with the weights of model.safetensors, in eval mode."""
+        from omegaconf import OmegaConf
+        from safetensors.torch import load_file
+
+        from seqlab import runs
+
+        config = OmegaConf.create(json.loads((self.path / CONFIG).read_text()))
+        record = {"tokenizer": json.loads((self.path / TOKENIZER).read_text()), "label_names": self.label_names()}
+        task = runs.build_task(config, runs.restore_datamodule(config, record))
+        task.load_state_dict(load_file(self.model_path))
+        return task.eval()
+
+
+def open_bundle(bundle_dir: str | Path) -> Bundle:
+    """The bundle at `bundle_dir`, after checking that every file is present with its recorded checksum."""
+    path = Path(bundle_dir)
+    if not path.is_dir():
+        raise SeqlabError(f"bundle {path} does not exist (seqlab-export writes one)")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise SeqlabError(f"bundle {path} has no {MANIFEST}: it is not a seqlab bundle or it is incomplete")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+        bundle_format = manifest["format"]
+        manifest["kind"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise SeqlabError(f"bundle {path}: {MANIFEST} is damaged ({type(error).__name__}: {error})") from None
+    if bundle_format not in FORMATS:
+        raise SeqlabError(f"bundle {path}: unknown format {bundle_format!r} (known: {', '.join(FORMATS)})")
+    needed = {MODEL_FILES[bundle_format], TOKENIZER} | ({CONFIG} if bundle_format == SAFETENSORS else set())
+    unlisted = sorted(needed - set(files))
+    if unlisted:
+        raise SeqlabError(f"bundle {path}: {MANIFEST} does not list {', '.join(unlisted)}; export the bundle again")
+    for name, entry in sorted(files.items()):
+        file_path = path / name
+        if not file_path.is_file():
+            raise SeqlabError(f"bundle {path} is missing {name}; export the bundle again")
+        if sha256(file_path) != entry["sha256"]:
+            raise SeqlabError(f"bundle {path}: {name} does not match its sha256 checksum in {MANIFEST} (changed or damaged); export the bundle again")
+    return Bundle(path, manifest)
+
+
+@contextmanager
+def bundle_writer(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary directory beside `output_dir` to write the bundle in; renamed to `output_dir` only
+    when the block finishes, so a failed export leaves nothing behind."""
+    target = Path(output_dir)
+    if target.exists() and not overwrite:
+        raise SeqlabError(f"output_dir {target} already exists; choose another or add overwrite=true")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's private 0700 would otherwise stay on the bundle
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def write_manifest(bundle_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Write manifest.json: `fields`, the versions of the packages involved, and a checksum of every file."""
+    files = {
+        path.name: {"sha256": sha256(path), "bytes": path.stat().st_size}
+        for path in sorted(bundle_dir.iterdir())
+        if path.is_file() and path.name != MANIFEST
+    }
+    manifest = {
+        "bundle_version": BUNDLE_VERSION,
+        **fields,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(("seqlab", "torch", "tokenizers", "onnx", "onnxruntime", "onnxscript", "safetensors")),
+        "files": files,
+    }
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,103 @@
+"""Text classifiers ready for inference: texts in, a label and the probability of every label out.
+
+The same tokenisation, truncation and padding serve a checkpoint (PyTorch), a safetensors bundle
+(PyTorch) and an ONNX bundle (ONNX Runtime), so their predictions agree.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seqlab.data.batching import PadToLongest
+from seqlab.data.tokenizers import TextTokenizer
+
+
+@dataclass
+class Predictions:
+    items: list[dict[str, Any]]  # {"label": name, "probs": {name: probability}} per text, in order
+    truncated: list[int]  # positions of the texts cut to the model's limit
+
+
+class ClassificationPredictor(ABC):
+    """Tokenises, truncates to `max_length` tokens (the length the model was trained on), pads to the
+    longest text of the batch and asks the model for class probabilities."""
+
+    def __init__(self, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None) -> None:
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.max_length = max_length
+        self._collate = PadToLongest(tokenizer.pad_id)
+
+    @abstractmethod
+    def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(B, T) int64 ids and (B,) int64 lengths -> (B, num_labels) float probabilities."""
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        encoded = self.tokenizer.encode_batch(list(texts))
+        limit = self.max_length
+        truncated = [i for i, ids in enumerate(encoded) if limit and len(ids) > limit]
+        batch = self._collate([(np.asarray(ids[:limit] if limit else ids, dtype=np.int64), 0) for ids in encoded])
+        probs = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
+        names = self.label_names
+        items = [
+            {"label": names[int(row.argmax())], "probs": {name: float(p) for name, p in zip(names, row)}}
+            for row in probs
+        ]
+        return Predictions(items, truncated)
+
+
+class TorchPredictor(ClassificationPredictor):
+    """A classification task's own forward (probabilities) in PyTorch."""
+
+    def __init__(self, task: Any, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None, device: str = "cpu") -> None:
+        import torch
+
+        super().__init__(tokenizer, label_names, max_length)
+        self.device = torch.device(device)
+        self.task = task.to(self.device).eval()
+
+    def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            probs = self.task(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths).to(self.device))
+        return probs.float().cpu().numpy()
+
+
+class OnnxPredictor(ClassificationPredictor):
+    """An exported ONNX model run by ONNX Runtime; inputs `input_ids` and `lengths`, output `probs`."""
+
+    def __init__(self, model_path: str, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None, device: str = "cpu") -> None:
+        import onnxruntime
+
+        super().__init__(tokenizer, label_names, max_length)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = onnxruntime.InferenceSession(model_path, providers=providers)
+
+    def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.session.run(["probs"], {"input_ids": input_ids, "lengths": lengths})[0]
+
+
+def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu") -> TorchPredictor:
+    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
+
+    trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command)
+    datamodule = trained.datamodule
+    limit = token_limit(datamodule, trained.task.net)
+    return TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, limit, device)
+
+
+def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu") -> ClassificationPredictor:
+    from seqlab.deploy.bundle import ONNX, open_bundle
+    from seqlab.deploy.checkpoints import CLASSIFICATION, require_kind
+
+    bundle = open_bundle(bundle_dir)
+    require_kind(bundle.kind, CLASSIFICATION, f"bundle {bundle_dir}", command)
+    if bundle.format == ONNX:
+        return OnnxPredictor(str(bundle.model_path), bundle.tokenizer(), bundle.label_names(), bundle.max_length, device)
+    return TorchPredictor(bundle.torch_task(), bundle.tokenizer(), bundle.label_names(), bundle.max_length, device)

@@ -1,0 +1,67 @@
+"""seqlab-export: write a checkpoint as a self-contained bundle (ONNX or safetensors) for seqlab-predict and seqlab-serve."""
+
+import hydra
+from omegaconf import DictConfig
+
+from seqlab.errors import reports_errors
+
+# Token limit used to check an exported model that was trained without one.
+CHECK_LENGTH_WITHOUT_LIMIT = 256
+
+
+@reports_errors
+def export(cfg: DictConfig) -> str:
+    """Export `ckpt_path` as `format` into `output_dir`; return the bundle's path."""
+    import json
+    import logging
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    from seqlab import runs
+    from seqlab.config_checks import check_override_types
+    from seqlab.deploy import bundle
+    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
+
+    log = logging.getLogger(__name__)
+    check_override_types(cfg)
+    if cfg.format not in bundle.FORMATS:
+        raise runs.SeqlabError(f"format={cfg.format!r} is not supported: choose one of {', '.join(bundle.FORMATS)}")
+    if cfg.get("ckpt_path") in (None, "last"):
+        raise runs.SeqlabError("seqlab-export needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
+    if not cfg.get("output_dir"):
+        raise runs.SeqlabError("seqlab-export needs output_dir=<dir> for the bundle (it must not exist yet, or add overwrite=true)")
+    ckpt_path = runs.resolve_ckpt_path(cfg)
+    trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export")
+    datamodule, task = trained.datamodule, trained.task
+    max_length = token_limit(datamodule, task.net)
+
+    with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
+        fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": bundle.sha256(ckpt_path)}}
+        datamodule.tokenizer.save(staging / bundle.TOKENIZER)
+        (staging / bundle.LABELS).write_text(json.dumps(datamodule.label_names))
+        if cfg.format == bundle.ONNX:
+            from seqlab.deploy.onnx_export import export_onnx
+
+            tokenizer = datamodule.tokenizer
+            fields["onnx_check"] = export_onnx(
+                task, staging / bundle.MODEL_FILES[bundle.ONNX], tokenizer.vocab_size, tokenizer.pad_id, max_length or CHECK_LENGTH_WITHOUT_LIMIT
+            )
+        else:
+            config = OmegaConf.to_container(trained.config, resolve=True)
+            run_config = {key: config[key] for key in ("data", "model", "task", "optimizer", "scheduler") if key in config}
+            (staging / bundle.CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
+            state = {name: tensor.detach().contiguous() for name, tensor in task.state_dict().items()}
+            save_file(state, staging / bundle.MODEL_FILES[bundle.SAFETENSORS])
+        bundle.write_manifest(staging, fields)
+    log.info("wrote %s bundle %s", cfg.format, cfg.output_dir)
+    return str(cfg.output_dir)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""A Hugging Face Transformer (BERT, DistilBERT, MiniLM, GPT-2, ...) as the backbone of a classifier.
+
+The backbone is `transformers.AutoModel` loaded from a hub name (the local cache when
+HF_HUB_OFFLINE=1) or a local folder; the data must be tokenised with the backbone's own tokenizer
+(`seqlab.data.tokenizers.PretrainedTokenizer`, which `model=hf_classifier` selects).
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqlab.errors import SeqlabError
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("auto", "cls", "mean", "last")
+
+
+def _load_backbone(pretrained: str) -> nn.Module:
+    try:
+        from transformers import AutoModel
+    except ImportError:
+        raise SeqlabError("model=hf_classifier needs the `hf` extra: pip install 'seqlab[hf]'") from None
+    try:
+        return AutoModel.from_pretrained(pretrained)
+    except (OSError, ValueError) as error:
+        hint = "" if Path(pretrained).is_dir() else " (offline, pass a local folder or a name already in the Hugging Face cache)"
+        raise SeqlabError(f"cannot load the pretrained model {pretrained!r}: {str(error).splitlines()[0]}{hint}") from None
+
+
+def is_bidirectional(model_type: str) -> bool:
+    """Encoders are the families with a masked-language-model head; the rest (GPT-2, Llama, ...) are causal."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+class HFClassifier(nn.Module):
+    """Token ids (B, T) and lengths (B,) -> class logits (B, num_classes), with a pretrained backbone.
+
+    The attention mask comes from the lengths. `pooling`: "cls" (the first token's state), "mean"
+    (the real tokens' states), "last" (the last real token's state, for causal decoders), or
+    "auto" (cls for encoders, last for decoders). `backbone` holds the pretrained weights and
+    `head` is the new linear layer, names that freezing and learning-rate patterns refer to.
+    """
+
+    def __init__(
+        self,
+        pretrained: str | None,
+        num_classes: int,
+        vocab_size: int | None = None,
+        pad_id: int = 0,
+        pooling: str = "auto",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not pretrained:
+            raise SeqlabError("model.pretrained is not set: model=hf_classifier model.pretrained=<hub name or local folder>")
+        self.backbone = _load_backbone(str(pretrained))
+        # from_pretrained returns eval mode, and Lightning keeps each submodule's mode: train like the rest.
+        self.backbone.train()
+        config = self.backbone.config
+        if pooling == "auto":
+            pooling = "cls" if is_bidirectional(config.model_type) else "last"
+        self.pooling = pooling
+        embedded = self.backbone.get_input_embeddings().num_embeddings
+        if vocab_size is not None and vocab_size > embedded:
+            raise SeqlabError(
+                f"the data's tokenizer has {vocab_size} tokens but {pretrained!r} embeds {embedded}: tokenise with the backbone's "
+                "tokenizer (data.tokenizer: seqlab.data.tokenizers.PretrainedTokenizer, as model=hf_classifier sets)"
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(config.hidden_size, num_classes)
+        log.info(
+            "model: %s backbone (%s, %s pooling), %s parameters",
+            config.model_type,
+            pretrained,
+            pooling,
+            f"{sum(p.numel() for p in self.parameters()):,}",
+        )
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(input_ids.device)
+        mask = torch.arange(input_ids.size(1), device=input_ids.device)[None, :] < lengths[:, None]  # (B, T)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state  # (B, T, H)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "last":
+            pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), lengths - 1]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.head(self.dropout(pooled))

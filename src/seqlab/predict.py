@@ -1,0 +1,93 @@
+"""seqlab-predict: label every text of an input file with a checkpoint or an exported bundle.
+
+The input streams through in batches under a progress bar; the output, one JSON object a line in
+input order, appears only when every text has been labelled.
+"""
+
+from typing import TYPE_CHECKING
+
+import hydra
+from omegaconf import DictConfig
+
+from seqlab.errors import reports_errors
+
+if TYPE_CHECKING:
+    from seqlab.deploy.predictors import ClassificationPredictor
+
+
+@reports_errors
+def predict(cfg: DictConfig) -> int:
+    """Write predictions for `input` to `output`; return how many texts were labelled."""
+    import itertools
+    import json
+    import logging
+    import os
+    from pathlib import Path
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from seqlab.config_checks import check_override_types
+    from seqlab.deploy.inputs import read_text_batches
+    from seqlab.errors import SeqlabError
+
+    log = logging.getLogger(__name__)
+    check_override_types(cfg)
+    if bool(cfg.get("ckpt_path")) == bool(cfg.get("bundle")):
+        raise SeqlabError("seqlab-predict needs one of ckpt_path=<checkpoint> or bundle=<exported dir>")
+    if not cfg.get("input") or not cfg.get("output"):
+        raise SeqlabError("seqlab-predict needs input=<file> (one text a line, or CSV/JSONL with a text column) and output=<file.jsonl>")
+    if cfg.batch_size < 1:
+        raise SeqlabError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    input_path, output_path = Path(cfg.input), Path(cfg.output)
+
+    batches = read_text_batches(input_path, cfg.batch_size, cfg.text_column)
+    first = next(batches, None)  # an empty input is refused before the model is loaded
+    if first is None:
+        raise SeqlabError(f"input {input_path} holds no texts")
+    predictor = load_predictor(cfg, "seqlab-predict")
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = output_path.with_name(output_path.name + ".partial")
+    count, truncated, first_truncated = 0, 0, None
+    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[texts]} texts"), TimeRemainingColumn()]
+    try:
+        with open(partial, "w", encoding="utf-8") as out, Progress(*columns, transient=True) as progress:
+            bar = progress.add_task("predicting", total=input_path.stat().st_size, texts=0)
+            for batch in itertools.chain([first], batches):
+                predictions = predictor.predict(batch.texts)
+                for item in predictions.items:
+                    out.write(json.dumps(item) + "\n")
+                if predictions.truncated and first_truncated is None:
+                    first_truncated = count + predictions.truncated[0] + 1
+                truncated += len(predictions.truncated)
+                count += len(batch.texts)
+                progress.update(bar, completed=batch.bytes_read, texts=count)
+        os.replace(partial, output_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    if truncated:
+        log.warning(
+            "%d of %d texts were longer than the model's limit of %d tokens and were truncated to it (the first is text %d)",
+            truncated, count, predictor.max_length, first_truncated,
+        )
+    log.info("wrote %d predictions to %s", count, output_path)
+    return count
+
+
+def load_predictor(cfg: DictConfig, command: str) -> "ClassificationPredictor":
+    """The classifier named by `ckpt_path` (PyTorch) or `bundle` (ONNX Runtime or PyTorch)."""
+    from seqlab import runs
+    from seqlab.deploy.predictors import predictor_from_bundle, predictor_from_checkpoint
+
+    if cfg.get("bundle"):
+        return predictor_from_bundle(cfg.bundle, command, cfg.device)
+    return predictor_from_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

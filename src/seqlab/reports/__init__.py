@@ -1,0 +1,1 @@
+"""Evaluation reports and training plots: classification reports, language-model figures, learning curves."""

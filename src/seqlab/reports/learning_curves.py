@@ -1,0 +1,93 @@
+"""Learning curves: train and validation loss and the monitored metric over steps, drawn when fitting ends."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+
+
+def _value(metrics: dict[str, Any], name: str) -> float | None:
+    value = metrics.get(name)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+class LearningCurves(pl.Callback):
+    """Records `train/loss` at every optimiser step, `val/loss` and the monitored metric at every
+    validation, and the training value of that metric at every epoch end; draws them to `path`
+    when fitting ends. The history is saved in checkpoints, so a resumed run draws the whole run."""
+
+    def __init__(self, path: str | Path, monitor: str) -> None:
+        self.path = Path(path)
+        self.monitor = monitor
+        self.history: dict[str, list[list[float]]] = {}  # series name -> [[step, value], ...]
+
+    def _record(self, name: str, step: int, value: float | None) -> None:
+        if value is None:
+            return
+        series = self.history.setdefault(name, [])
+        if series and series[-1][0] == step:
+            series[-1][1] = value
+        else:
+            series.append([step, value])
+
+    def _metric_names(self) -> list[str]:
+        stage, _, metric = self.monitor.partition("/")
+        names = ["loss"]
+        if metric and metric != "loss":
+            names.append(metric)
+        return names
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._record("train/loss", trainer.global_step, _value(trainer.callback_metrics, "train/loss"))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for metric in self._metric_names()[1:]:
+            self._record(f"train/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"train/{metric}"))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for metric in self._metric_names():
+            self._record(f"val/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"val/{metric}"))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {name: [list(point) for point in series] for name, series in state_dict["history"].items()}
+
+    @rank_zero_only
+    def draw(self) -> None:
+        if not self.history:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        metrics = [m for m in self._metric_names() if any(name.endswith(f"/{m}") for name in self.history)]
+        figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+        for axis, metric in zip(axes[0], metrics):
+            for stage, style in (("train", {"linewidth": 1, "alpha": 0.8}), ("val", {"marker": "o", "linewidth": 2})):
+                series = self.history.get(f"{stage}/{metric}")
+                if series:
+                    steps, values = zip(*series)
+                    axis.plot(steps, values, label=f"{stage}/{metric}", **style)
+            axis.set_xlabel("step")
+            axis.set_ylabel(metric)
+            axis.set_title(metric)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        figure.suptitle(f"Learning curves ({self.path.parent.name})")
+        figure.tight_layout()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(self.path, dpi=110)
+        plt.close(figure)

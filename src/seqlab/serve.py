@@ -1,0 +1,42 @@
+"""seqlab-serve: serve an exported bundle over HTTP (FastAPI on uvicorn), on 127.0.0.1 unless `host` says otherwise."""
+
+import hydra
+from omegaconf import DictConfig
+
+from seqlab.errors import reports_errors
+
+
+@reports_errors
+def serve(cfg: DictConfig) -> None:
+    """Check and load `bundle`, then answer requests until interrupted."""
+    import uvicorn
+
+    from seqlab.config_checks import check_override_types
+    from seqlab.deploy.predictors import predictor_from_bundle
+    from seqlab.deploy.service import ServiceLimits, create_app
+    from seqlab.errors import SeqlabError
+
+    check_override_types(cfg)
+    if not cfg.get("bundle"):
+        raise SeqlabError("seqlab-serve needs bundle=<dir written by seqlab-export>")
+    limits = ServiceLimits(
+        max_batch_size=cfg.max_batch_size,
+        batch_timeout_ms=cfg.batch_timeout_ms,
+        max_texts_per_request=cfg.max_texts_per_request,
+        max_text_chars=cfg.max_text_chars,
+    )
+    for name, value in vars(limits).items():
+        if value <= 0:
+            raise SeqlabError(f"{name} must be positive, got {value}")
+    predictor = predictor_from_bundle(cfg.bundle, "seqlab-serve", cfg.device)
+    app = create_app(predictor, limits, info={"bundle": str(cfg.bundle)})
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    serve(cfg)
+
+
+if __name__ == "__main__":
+    main()
