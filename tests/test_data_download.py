@@ -52,8 +52,21 @@ def test_a_damaged_archive_leaves_no_half_unpacked_folder(tmp_path, served_archi
     data_dir = tmp_path / "data"
     with pytest.raises(SeqlabError, match="cannot unpack"):
         imdb(data_dir).prepare_data()
-    assert not (data_dir / "aclImdb").exists()
-    assert [p.name for p in data_dir.iterdir()] == ["aclImdb_v1.tar.gz"]
+    assert list(data_dir.iterdir()) == [], "no half-unpacked folder, no temporary files"
+
+
+def test_an_archive_put_in_place_by_hand_is_verified_and_unpacked_offline(tmp_path, served_archive, monkeypatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "aclImdb_v1.tar.gz").write_bytes(served_archive.read_bytes())
+    monkeypatch.setattr(IMDBDataModule, "URL", (tmp_path / "unreachable.tar.gz").as_uri())
+    imdb(data_dir, download=False).prepare_data()
+    assert sorted(p.name for p in data_dir.iterdir()) == ["aclImdb", "aclImdb_v1.tar.gz"]
+    (data_dir / "aclImdb_v1.tar.gz").write_bytes(b"not the archive")
+    (data_dir / "aclImdb").rename(data_dir / "moved")
+    with pytest.raises(SeqlabError, match="wrong checksum"):
+        imdb(data_dir).prepare_data()
+    assert sorted(p.name for p in data_dir.iterdir()) == ["aclImdb_v1.tar.gz", "moved"]
 
 
 def test_offline_says_where_to_put_the_data(tmp_path, monkeypatch):

@@ -54,6 +54,7 @@ def assert_each_job_ran_on_two_ranks(records: list[dict], sweep: Path, hidden_di
         assert len({r["pid"] for r in records if r["job"] == job}) == 2, "two ranks of a job in one process"
         assert f"hidden_dim: {hidden_dims[job]}" in (sweep / str(job) / ".hydra" / "config.yaml").read_text()
         assert (sweep / str(job) / "metrics.json").is_file()
+        assert json.loads((sweep / str(job) / "job.json").read_text())["status"] == "completed"
         assert sorted(p.name for p in (sweep / str(job) / "csv").iterdir()) == ["version_0"]
 
 
@@ -70,7 +71,7 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
     # 200 examples split between 2 ranks, 64 a batch: 2 steps (one process would take 4).
     assert metrics["epoch"] == 1 and metrics["global_step"] == 2 and 0 <= metrics["test/acc"] <= 1
     # One run dir, written by rank 0 alone: no per-rank logs or logger versions, nothing outside it.
-    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "metrics.json", "tokenizer.json", "train.log"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "learning_curves.png", "metrics.json", "tokenizer.json", "train.log"]
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "run"]
     log = (run_dir / "train.log").read_text()

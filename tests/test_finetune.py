@@ -270,6 +270,14 @@ def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretra
     )
     assert in_hydra(evaluate, cfg)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
+    # Exported, the adapters are merged into a plain GPT classifier, which ONNX Runtime checks against the task.
+    from seqlab.deploy.bundle import open_bundle
+    from seqlab.export import export
+
+    bundle_dir = tmp_path / "bundle"
+    in_hydra(export, compose_config([f"ckpt_path={metrics['ckpt_path']}", f"output_dir={bundle_dir}", f"paths.data_dir={data_dir}"], config_name="export", run_dir=tmp_path / "export"))
+    assert open_bundle(bundle_dir).format == "onnx"
+
 
 def test_fine_tuning_with_another_vocabulary_stops_with_a_clear_message(pretrained, compose_config, in_hydra, tmp_path):
     data_dir, ckpt, _ = pretrained

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_utilities.core.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,11 @@ def adopt_task_ranks() -> None:
     """
     if os.environ.get("SUBMITIT_EXECUTOR") != "local" or int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) < 2:
         return
-    from lightning_utilities.core.rank_zero import rank_zero_only
     from submitit.helpers import TorchDistributedEnvironment
 
     # Every task sees all of the job's devices; Lightning picks this rank's one.
     environment = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    # Lightning took the rank from the environment when it was imported, before the export.
     rank_zero_only.rank = environment.rank
 
 

@@ -159,6 +159,7 @@ class SpawnLauncherWithProgress(_MultiProcessingLauncher):
     def update_main_process_results(self, trainer: pl.Trainer, extra: dict[str, Any]) -> None:
         super().update_main_process_results(trainer, extra)
         if trainer.state.fn == "fit":
+            # Bytes the worker just wrote (loop counters and state), not a file from elsewhere.
             trainer.fit_loop.load_state_dict(torch.load(io.BytesIO(extra["fit_loop_bytes"]), weights_only=False))
 
 

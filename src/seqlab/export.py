@@ -34,6 +34,9 @@ def export(cfg: DictConfig) -> str:
     ckpt_path = runs.resolve_ckpt_path(cfg)
     trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export")
     datamodule, task = trained.datamodule, trained.task
+    lora_merged = bool(getattr(task, "adapted", None))
+    if lora_merged:  # LoRA adapters fold into their weights: the bundle holds the plain architecture
+        task.merge_adapters()
     max_length = token_limit(datamodule, task.net)
 
     with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
@@ -50,6 +53,8 @@ def export(cfg: DictConfig) -> str:
         else:
             config = OmegaConf.to_container(trained.config, resolve=True)
             run_config = {key: config[key] for key in ("data", "model", "task", "optimizer", "scheduler") if key in config}
+            if lora_merged:
+                run_config["task"]["lora"] = None
             (staging / bundle.CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
             state = {name: tensor.detach().contiguous() for name, tensor in task.state_dict().items()}
             save_file(state, staging / bundle.MODEL_FILES[bundle.SAFETENSORS])

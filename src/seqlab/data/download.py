@@ -35,8 +35,9 @@ def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.
                     progress.advance(task, len(block))
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         partial.unlink(missing_ok=True)
-        hint = where_to_put or f"put the file at {destination} by hand"
-        raise SeqlabError(f"{destination} is missing and {url} could not be fetched ({error}); {hint}") from None
+        if where_to_put:
+            raise SeqlabError(f"{url} could not be fetched ({error}); {where_to_put}") from None
+        raise SeqlabError(f"{destination} is missing and {url} could not be fetched ({error}); put the file there by hand") from None
     actual = sha256_of(partial)
     if actual != sha256:
         partial.unlink(missing_ok=True)

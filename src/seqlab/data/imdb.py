@@ -3,6 +3,7 @@
 Read from the standard layout `<data_dir>/aclImdb/{train,test}/{pos,neg}/*.txt`; when that folder is
 absent the official archive is downloaded, verified against its checksum and unpacked into a
 temporary folder that is renamed into place, so an interrupted unpack never looks like a dataset.
+An archive put at `<data_dir>/aclImdb_v1.tar.gz` by hand is verified and unpacked instead.
 """
 
 import logging
@@ -22,6 +23,7 @@ from seqlab.errors import SeqlabError
 log = logging.getLogger(__name__)
 
 LABELS = ("neg", "pos")
+ARCHIVE = "aclImdb_v1.tar.gz"
 LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -42,37 +44,45 @@ class IMDBDataModule(TextClassificationDataModule):
     def prepare_data(self) -> None:
         if self.root.is_dir():
             return
+        archive = self.data_dir / ARCHIVE
         where = f"put the extracted aclImdb folder (train/ and test/, each with pos/ and neg/) at {self.root}"
-        if not self.download:
+        if not self.download and not archive.is_file():
             raise SeqlabError(f"{self.root}: no such folder; {where} (data.download=false)")
-        archive = self.data_dir / "aclImdb_v1.tar.gz"
-        if archive.is_file() and sha256_of(archive) != self.SHA256:
-            raise SeqlabError(f"{archive} has the wrong checksum (expected {self.SHA256}); delete it to download again")
-        if not archive.is_file():
-            download_file(self.URL, archive, self.SHA256, where_to_put=f"{where}, or the archive at {archive}")
-        self._unpack(archive)
-        archive.unlink()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Everything happens in a folder of this process's own: the ranks of a multi-process run all
+        # prepare the data, and the first to finish renames its copy into place.
+        tmp = Path(tempfile.mkdtemp(prefix=".aclImdb.", dir=self.data_dir))
+        try:
+            if archive.is_file():  # put there by hand: verify it, unpack it, leave it
+                if sha256_of(archive) != self.SHA256:
+                    raise SeqlabError(f"{archive} has the wrong checksum (expected {self.SHA256}); delete it to download again")
+            else:
+                archive = download_file(self.URL, tmp / ARCHIVE, self.SHA256, where_to_put=f"{where}, or the archive at {archive}")
+            self._unpack(archive, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
-    def _unpack(self, archive: Path) -> None:
+    def _unpack(self, archive: Path, tmp: Path) -> None:
         from rich.console import Console
         from rich.progress import Progress
 
-        tmp = Path(tempfile.mkdtemp(prefix=".aclImdb.", dir=self.data_dir))
         console = Console(stderr=True)
         try:
             with tarfile.open(archive, "r:gz") as tar, Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
                 members = tar.getmembers()
                 for member in progress.track(members, description=f"unpacking {archive.name}"):
                     tar.extract(member, tmp, filter="data")
-            unpacked = tmp / "aclImdb"
-            if not (unpacked / "train").is_dir() or not (unpacked / "test").is_dir():
-                raise SeqlabError(f"{archive}: the archive has no aclImdb/train and aclImdb/test folders")
-            os.rename(unpacked, self.root)
         except (tarfile.TarError, EOFError, OSError) as error:
-            raise SeqlabError(f"{archive}: cannot unpack ({error}); delete it to download again") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("unpacked %s into %s", archive, self.root)
+            raise SeqlabError(f"{archive.name}: cannot unpack ({error}); nothing was written to {self.root}") from None
+        unpacked = tmp / "aclImdb"
+        if not (unpacked / "train").is_dir() or not (unpacked / "test").is_dir():
+            raise SeqlabError(f"{archive.name}: the archive has no aclImdb/train and aclImdb/test folders")
+        try:
+            os.rename(unpacked, self.root)
+        except OSError:
+            if not self.root.is_dir():  # anything but another process having finished first
+                raise
+        log.info("unpacked %s into %s", archive.name, self.root)
 
     def _folders(self) -> dict[tuple[str, str], Path]:
         if not self.root.is_dir():

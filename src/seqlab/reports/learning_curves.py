@@ -17,7 +17,7 @@ def _value(metrics: dict[str, Any], name: str) -> float | None:
 
 
 class LearningCurves(pl.Callback):
-    """Records `train/loss` at every optimiser step, `val/loss` and the monitored metric at every
+    """Records the training loss at every optimiser step, `val/loss` and the monitored metric at every
     validation, and the training value of that metric at every epoch end; draws them to `path`
     when fitting ends. The history is saved in checkpoints, so a resumed run draws the whole run."""
 
@@ -25,6 +25,8 @@ class LearningCurves(pl.Callback):
         self.path = Path(path)
         self.monitor = monitor
         self.history: dict[str, list[list[float]]] = {}  # series name -> [[step, value], ...]
+        self._pending_losses: list[tuple[int, torch.Tensor]] = []
+        self._epoch_end_step: int | None = None
 
     def _record(self, name: str, step: int, value: float | None) -> None:
         if value is None:
@@ -43,11 +45,34 @@ class LearningCurves(pl.Callback):
         return names
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._record("train/loss", trainer.global_step, _value(trainer.callback_metrics, "train/loss"))
+        # The step's own loss, kept as a tensor until the epoch ends: tasks log train/loss only every
+        # log_every_n_steps, and reading a GPU value every step would wait for the GPU every step.
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._pending_losses.append((trainer.global_step, loss.detach()))
+
+    def _flush_losses(self) -> None:
+        if not self._pending_losses:
+            return
+        steps, losses = zip(*self._pending_losses)
+        self._pending_losses = []
+        for step, value in zip(steps, torch.stack([loss.float() for loss in losses]).cpu().tolist()):
+            self._record("train/loss", step, value if math.isfinite(value) else None)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush_losses()
+        self._epoch_end_step = trainer.global_step
+
+    def _record_train_metrics(self, trainer: pl.Trainer) -> None:
+        """The epoch's training metrics, which the task logs in its own epoch-end hook, after this callback's."""
+        if self._epoch_end_step is None:
+            return
         for metric in self._metric_names()[1:]:
-            self._record(f"train/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"train/{metric}"))
+            self._record(f"train/{metric}", self._epoch_end_step, _value(trainer.callback_metrics, f"train/{metric}"))
+        self._epoch_end_step = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record_train_metrics(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -56,9 +81,12 @@ class LearningCurves(pl.Callback):
             self._record(f"val/{metric}", trainer.global_step, _value(trainer.callback_metrics, f"val/{metric}"))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush_losses()
+        self._record_train_metrics(trainer)
         self.draw()
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush_losses()
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from seqlab.ranks import process_rank
+
 JOB_RECORD = "job.json"
 
 
@@ -34,7 +36,8 @@ def job_outcome(job_return: JobReturn) -> dict[str, Any]:
 
 class JobRecord(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN:
+        # Under submitit every rank of a job runs this; one writer per job dir.
+        if config.hydra.mode != RunMode.MULTIRUN or process_rank() != 0:
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         record = {**job_outcome(job_return), "overrides": list(job_return.overrides or [])}
