@@ -139,10 +139,14 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         self.segments.setdefault("test", self.segments["val"])
         log.info("data: %s tokens", ", ".join(f"{name} {self._tokens(name)}" for name in self.segments))
 
+    def source_identity(self) -> Any:
+        """What identifies the text for the cache key: the files' paths, sizes and modification times."""
+        return file_identity(self.files)
+
     def _cache_key_parts(self) -> dict[str, Any]:
         return {
-            "module": "LanguageModelingDataModule",
-            "source": file_identity(self.files),
+            "module": type(self).__qualname__,
+            "source": self.source_identity(),
             "tokenizer": self.tokenizer.identity(),
             "split": [self.train_fraction, self.val_fraction, self.num_folds, self.fold],
         }

@@ -5,6 +5,7 @@ training sentences before it is fine-tuned on their labels)."""
 from collections.abc import Sequence
 from pathlib import Path
 
+from seqlab.data.cache import file_identity
 from seqlab.data.language_modeling import LanguageModelingDataModule
 from seqlab.data.text_files import read_label_text_lines
 from seqlab.errors import SeqlabError
@@ -19,6 +20,9 @@ class UnlabelledTextDataModule(LanguageModelingDataModule):
             raise SeqlabError("UnlabelledTextDataModule needs files=[...] or labelled_files=[...]")
         super().__init__(files=files, **kwargs)
         self.labelled_files = [Path(f) for f in labelled_files]
+
+    def source_identity(self) -> list:
+        return [file_identity(self.labelled_files), file_identity(self.files)]
 
     def read_text(self) -> str:
         texts = ["\n".join(read_label_text_lines(path).texts) for path in self.labelled_files]
