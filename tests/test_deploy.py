@@ -135,13 +135,13 @@ def test_predict_command_line(trained, tmp_path):
 def test_onnx_bundle_is_self_contained_with_dynamic_axes_and_checksums(trained):
     import onnx
 
-    from seqlab.deploy.bundle import sha256
+    from seqlab.data.download import sha256_of
 
     bundle = trained["onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["labels.json", "model.onnx", "tokenizer.json"]
     for name, entry in manifest["files"].items():
-        assert entry["sha256"] == sha256(bundle / name)
+        assert entry["sha256"] == sha256_of(bundle / name)
     assert manifest["format"] == "onnx" and manifest["kind"] == "classification" and manifest["max_length"] == MAX_LENGTH
     assert {"seqlab", "torch", "onnx", "onnxruntime", "tokenizers"} <= set(manifest["versions"])
     assert manifest["onnx_check"]["max_abs_diff"] <= TOLERANCE and len(manifest["onnx_check"]["batch_shapes"]) >= 3

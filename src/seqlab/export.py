@@ -20,6 +20,7 @@ def export(cfg: DictConfig) -> str:
 
     from seqlab import runs
     from seqlab.config_checks import check_override_types
+    from seqlab.data.download import sha256_of
     from seqlab.deploy import bundle
     from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
 
@@ -40,7 +41,7 @@ def export(cfg: DictConfig) -> str:
     max_length = token_limit(datamodule, task.net)
 
     with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
-        fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": bundle.sha256(ckpt_path)}}
+        fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
         datamodule.tokenizer.save(staging / bundle.TOKENIZER)
         (staging / bundle.LABELS).write_text(json.dumps(datamodule.label_names))
         if cfg.format == bundle.ONNX:

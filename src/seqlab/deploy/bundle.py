@@ -9,7 +9,6 @@
 A bundle is checked whole before use: a missing file or a wrong checksum is refused.
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from seqlab.data.download import sha256_of
 from seqlab.errors import SeqlabError
 
 ONNX = "onnx"
@@ -34,14 +34,6 @@ TOKENIZER = "tokenizer.json"
 LABELS = "labels.json"
 CONFIG = "config.json"
 BUNDLE_VERSION = 1
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -122,7 +114,7 @@ def open_bundle(bundle_dir: str | Path) -> Bundle:
         file_path = path / name
         if not file_path.is_file():
             raise SeqlabError(f"bundle {path} is missing {name}; export the bundle again")
-        if sha256(file_path) != entry["sha256"]:
+        if sha256_of(file_path) != entry["sha256"]:
             raise SeqlabError(f"bundle {path}: {name} does not match its sha256 checksum in {MANIFEST} (changed or damaged); export the bundle again")
     return Bundle(path, manifest)
 
@@ -152,7 +144,7 @@ def bundle_writer(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
 def write_manifest(bundle_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Write manifest.json: `fields`, the versions of the packages involved, and a checksum of every file."""
     files = {
-        path.name: {"sha256": sha256(path), "bytes": path.stat().st_size}
+        path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
         for path in sorted(bundle_dir.iterdir())
         if path.is_file() and path.name != MANIFEST
     }
