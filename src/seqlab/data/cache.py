@@ -130,6 +130,19 @@ class TokenCache:
         self._store(tmp, folder, entry)
         return self._load(folder)
 
+    def tokenized_splits(self, tokenizer: Any, key_parts: Callable[[], dict[str, Any] | None], build: Callable[[], CacheEntry], what: str) -> CacheEntry:
+        """The tokenised splits, cached or built, with `tokenizer` in the state they were encoded with.
+
+        A ready-made tokenizer is loaded first, since its state is part of the key; a tokenizer that
+        trains on the texts takes its fitted state from the entry (the build fitted it, or a hit skipped that).
+        """
+        if not tokenizer.is_fitted and not tokenizer.trains_on_texts:
+            tokenizer.fit([])
+        entry = self.get_or_build(key_parts(), build, what)
+        if not tokenizer.is_fitted:
+            tokenizer.load_state(entry.meta["tokenizer"]["state"])
+        return entry
+
     @staticmethod
     def _store(tmp: Path, folder: Path, entry: CacheEntry) -> None:
         try:

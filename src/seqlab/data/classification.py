@@ -96,11 +96,7 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
             return
         if self.num_folds is not None:
             check_fold(self.num_folds, self.fold)
-        if not self.tokenizer.is_fitted and not self.tokenizer.trains_on_texts:
-            self.tokenizer.fit([])  # a ready-made tokenizer: load it now so the cache key has its state
-        entry = self.cache.get_or_build(self._cache_key_parts(), self._build, type(self).__name__)
-        if not self.tokenizer.is_fitted:
-            self.tokenizer.load_state(entry.meta["tokenizer"]["state"])
+        entry = self.cache.tokenized_splits(self.tokenizer, self._cache_key_parts, self._build, type(self).__name__)
         self.label_names = list(entry.meta["label_names"])
         for name in entry.meta["splits"]:
             self.datasets[name] = EncodedTexts(entry.ragged[name], entry.arrays[f"{name}.labels"])

@@ -128,11 +128,7 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             return
         if self.num_folds is not None:
             check_fold(self.num_folds, self.fold)
-        if not self.tokenizer.is_fitted and not self.tokenizer.trains_on_texts:
-            self.tokenizer.fit([])  # a ready-made tokenizer: load it now so the cache key has its state
-        entry = self.cache.get_or_build(self._cache_key_parts(), self._build, type(self).__name__)
-        if not self.tokenizer.is_fitted:
-            self.tokenizer.load_state(entry.meta["tokenizer"]["state"])
+        entry = self.cache.tokenized_splits(self.tokenizer, self._cache_key_parts, self._build, type(self).__name__)
         for split in entry.meta["splits"]:
             ragged = entry.ragged[split]
             self.segments[split] = [ragged[i] for i in range(len(ragged))]
