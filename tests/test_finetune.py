@@ -279,6 +279,34 @@ def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretra
     assert open_bundle(bundle_dir).format == "onnx"
 
 
+def test_gpt_classifier_safetensors_bundle_predicts_what_its_checkpoint_predicts(pretrained, compose_config, in_hydra, tmp_path):
+    """The GPT's token embedding and output layer share one tensor, which the bundle must store once and restore tied."""
+    from seqlab.deploy.bundle import open_bundle
+    from seqlab.export import export
+    from seqlab.predict import predict
+
+    data_dir, ckpt, _ = pretrained
+    in_hydra(train, compose_config(_finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1")))
+    checkpoint = read_metrics(tmp_path / "run")["ckpt_path"]
+    bundle_dir = tmp_path / "bundle"
+    export_cfg = compose_config([f"ckpt_path={checkpoint}", "format=safetensors", f"output_dir={bundle_dir}"], config_name="export", run_dir=tmp_path / "export")
+    in_hydra(export, export_cfg)
+    task = open_bundle(bundle_dir).torch_task()
+    assert task.net.backbone.lm_head.weight is task.net.backbone.transformer.wte.weight
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a fine film\nthe worst plot in years\nnot bad at all\n")
+
+    def probabilities(source: str) -> list[dict]:
+        output = tmp_path / f"{source.split('=')[0]}.jsonl"
+        cfg = compose_config([source, f"input={texts}", f"output={output}"], config_name="predict", run_dir=tmp_path / "predict")
+        in_hydra(predict, cfg)
+        return [json.loads(line)["probs"] for line in output.read_text().splitlines()]
+
+    from_checkpoint, from_bundle = probabilities(f"ckpt_path={checkpoint}"), probabilities(f"bundle={bundle_dir}")
+    assert len(from_bundle) == 3
+    assert all(abs(a[name] - b[name]) <= 1e-6 for a, b in zip(from_checkpoint, from_bundle) for name in a)
+
+
 def test_fine_tuning_with_another_vocabulary_stops_with_a_clear_message(pretrained, compose_config, in_hydra, tmp_path):
     data_dir, ckpt, _ = pretrained
     cfg = compose_config(_finetune_overrides(data_dir, ckpt, "finetune.tokenizer=data"))

@@ -16,7 +16,7 @@ def export(cfg: DictConfig) -> str:
     import logging
 
     from omegaconf import OmegaConf
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     from seqlab import runs
     from seqlab.config_checks import check_override_types
@@ -57,8 +57,8 @@ def export(cfg: DictConfig) -> str:
             if lora_merged:
                 run_config["task"]["lora"] = None
             (staging / bundle.CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
-            state = {name: tensor.detach().contiguous() for name, tensor in task.state_dict().items()}
-            save_file(state, staging / bundle.MODEL_FILES[bundle.SAFETENSORS])
+            # save_model stores a tied weight (a GPT's token embedding and output layer) once; save_file refuses shared tensors.
+            save_model(task, str(staging / bundle.MODEL_FILES[bundle.SAFETENSORS]))
         bundle.write_manifest(staging, fields)
     log.info("wrote %s bundle %s", cfg.format, cfg.output_dir)
     return str(cfg.output_dir)

@@ -78,14 +78,14 @@ class Bundle:
     def torch_task(self) -> Any:
         """The task rebuilt from config.json with the weights of model.safetensors, in eval mode."""
         from omegaconf import OmegaConf
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         from seqlab import runs
 
         config = OmegaConf.create(json.loads((self.path / CONFIG).read_text()))
         record = {"tokenizer": json.loads((self.path / TOKENIZER).read_text()), "label_names": self.label_names()}
         task = runs.build_task(config, runs.restore_datamodule(config, record))
-        task.load_state_dict(load_file(self.model_path))
+        load_model(task, str(self.model_path))
         return task.eval()
 
 
