@@ -145,7 +145,8 @@ def test_onnx_bundle_is_self_contained_with_dynamic_axes_and_checksums(trained):
     assert manifest["format"] == "onnx" and manifest["kind"] == "classification" and manifest["max_length"] == MAX_LENGTH
     assert {"seqlab", "torch", "onnx", "onnxruntime", "tokenizers"} <= set(manifest["versions"])
     assert manifest["onnx_check"]["max_abs_diff"] <= TOLERANCE and len(manifest["onnx_check"]["batch_shapes"]) >= 3
-    assert json.loads((bundle / "labels.json").read_text()) == ["negative", "positive"]
+    # The same labels.json as the run dir's.
+    assert json.loads((bundle / "labels.json").read_text()) == json.loads((trained["run_dir"] / "labels.json").read_text()) == {"negative": 0, "positive": 1}
     graph = onnx.load(str(bundle / "model.onnx")).graph
     shapes = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert all(isinstance(dim, str) and dim for dims in shapes.values() for dim in dims), shapes
@@ -217,7 +218,7 @@ def damaged_copy(bundle: Path, tmp_path: Path, damage: str) -> Path:
     if damage == "missing":
         (copy / "tokenizer.json").unlink()
     else:
-        (copy / "labels.json").write_text('["positive", "negative"]')
+        (copy / "labels.json").write_text('{"positive": 0, "negative": 1}')
     return copy
 
 

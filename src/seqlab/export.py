@@ -21,6 +21,7 @@ def export(cfg: DictConfig) -> str:
     from seqlab import runs
     from seqlab.config_checks import check_override_types
     from seqlab.data.download import sha256_of
+    from seqlab.data.labels import write_label_ids
     from seqlab.deploy import bundle
     from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
 
@@ -43,7 +44,7 @@ def export(cfg: DictConfig) -> str:
     with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
         fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
         datamodule.tokenizer.save(staging / bundle.TOKENIZER)
-        (staging / bundle.LABELS).write_text(json.dumps(datamodule.label_names))
+        write_label_ids(staging / bundle.LABELS, datamodule.label_names)
         if cfg.format == bundle.ONNX:
             from seqlab.deploy.onnx_export import export_onnx
 

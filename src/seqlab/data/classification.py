@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest
 from seqlab.data.cache import CacheEntry, TokenCache, encode_texts
+from seqlab.data.labels import write_label_ids
 from seqlab.data.splits import check_fold, kfold_split, stratified_split
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+
 class LabelledTexts:
     texts: list[str]
     labels: list[str]
@@ -132,8 +134,7 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
     def save_to(self, run_dir: Path) -> None:
         """Write the fitted tokenizer and the label-name-to-id mapping, which eval, predict and export reload."""
         self.tokenizer.save(run_dir / "tokenizer.json")
-        label_ids = {name: index for index, name in enumerate(self.label_names)}
-        (run_dir / "labels.json").write_text(json.dumps(label_ids, indent=2) + "\n")
+        write_label_ids(run_dir / "labels.json", self.label_names)
 
     # -- internals --------------------------------------------------------------------------
 

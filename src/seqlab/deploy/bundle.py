@@ -4,7 +4,7 @@
     model.onnx         (format onnx) inputs input_ids (B, T) and lengths (B,), output probs (B, C)
     model.safetensors  (format safetensors) the task's weights, with config.json: the run's config
     tokenizer.json     the fitted tokenizer
-    labels.json        the label names, in the model's output order
+    labels.json        each label name with its output index, as in the run dir
 
 A bundle is checked whole before use: a missing file or a wrong checksum is refused.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.data.download import sha256_of
+from seqlab.data.labels import read_label_names
 from seqlab.errors import SeqlabError
 
 ONNX = "onnx"
@@ -73,7 +74,7 @@ class Bundle:
         return load_tokenizer(self.path / TOKENIZER)
 
     def label_names(self) -> list[str]:
-        return json.loads((self.path / LABELS).read_text())
+        return read_label_names(self.path / LABELS)
 
     def torch_task(self) -> Any:
         """The task rebuilt from config.json with the weights of model.safetensors, in eval mode."""
