@@ -45,6 +45,26 @@ def test_run_dir_holds_config_tokenizer_labels_and_checkpoints(compose_config, i
     assert "${" not in (run_dir / ".hydra" / "config.yaml").read_text()  # resolved
 
 
+@pytest.mark.parametrize(
+    ("overrides", "bar", "summary"),
+    [
+        ([], "ProgressBar", "RichModelSummary"),
+        (["callbacks.progress_bar=null", "callbacks.model_summary=null"], None, None),
+        (["callbacks.progress_bar=null", "+trainer.enable_progress_bar=true"], "RichProgressBar", "RichModelSummary"),
+    ],
+)
+def test_removing_the_progress_bar_or_summary_callback_removes_it(compose_config, overrides, bar, summary):
+    """Lightning adds its own bar and summary when no callback is one; removing ours must not bring Lightning's back."""
+    from pytorch_lightning.callbacks import ModelSummary
+
+    from seqlab import runs
+
+    trainer = runs.build_trainer(compose_config(overrides))
+    assert (type(trainer.progress_bar_callback).__name__ if trainer.progress_bar_callback else None) == bar
+    summaries = [type(c).__name__ for c in trainer.callbacks if isinstance(c, ModelSummary)]
+    assert summaries == ([summary] if summary else [])
+
+
 def test_checkpoint_holds_plain_containers_and_loads_weights_only(compose_config, in_hydra, tmp_path):
     in_hydra(train, compose_config(FAST))
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)

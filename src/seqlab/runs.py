@@ -13,6 +13,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ModelSummary, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
 from seqlab.checkpointing import RNGStateCheckpoint, RunRecord
@@ -95,7 +96,13 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     callbacks.extend(cluster.callbacks(cfg))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
     plugins = cluster.trainer_plugins()
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **({"plugins": plugins} if plugins else {}))
+    options: dict[str, Any] = {"plugins": plugins} if plugins else {}
+    # Lightning adds its own progress bar and model summary when no callback is one: a config that
+    # removes ours (callbacks.progress_bar=null) means no bar, unless the trainer config asks for one.
+    for flag, kind in (("enable_progress_bar", ProgressBar), ("enable_model_summary", ModelSummary)):
+        if flag not in cfg.trainer and not any(isinstance(callback, kind) for callback in callbacks):
+            options[flag] = False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **options)
     distributed.prepare_launch(trainer)
     return trainer
 
