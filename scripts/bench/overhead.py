@@ -4,8 +4,8 @@
     seqlab.runs' builders, trained with `trainer.fit`; validation is off, as the plain loop has none.
 (b) plain: a loop written here with the same model, loss, fused AdamW, schedule and gradient clipping.
 
-Rounds alternate A B A B in this one process, after one warm-up round of each, so load from other
-jobs on the machine hits both sides alike; the figure is the median of the per-round ratios.
+Rounds alternate A B, B A in this one process, after one warm-up round of each, so load from other
+jobs on the machine and what one side leaves behind hit both sides alike; the figure is the median of the per-round ratios.
 
     python scripts/bench/overhead.py --model lstm
     python scripts/bench/overhead.py --model gpt --data-dir ../shared/data
@@ -203,9 +203,14 @@ def main() -> None:
         rounds: list[tuple[Timing, Timing, Timing]] = []
         for index in range(args.rounds):
             loop = Timing()
-            ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
-            rounds.append((ours, plain(cfg, datamodule, steps), loop))
-            theirs = rounds[-1][1]
+            # A B, then B A: whatever one side leaves behind (garbage, a warm allocator) falls on each side alike.
+            if index % 2:
+                theirs = plain(cfg, datamodule, steps)
+                ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
+            else:
+                ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
+                theirs = plain(cfg, datamodule, steps)
+            rounds.append((ours, theirs, loop))
             print(f"round {index + 1}: seqlab {ours.wall:.2f} s ({ours.cpu:.2f} s CPU, loop {loop.cpu:.2f}), plain {theirs.wall:.2f} s ({theirs.cpu:.2f} s CPU)", file=sys.stderr, flush=True)
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
