@@ -5,7 +5,6 @@ A subclass says how to read its source (`read_splits`) and, for caching, what id
 (`source_identity`); splitting, folds, label ids, tokenising, the cache and loaders are shared.
 """
 
-import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-
 class LabelledTexts:
     texts: list[str]
     labels: list[str]
