@@ -181,6 +181,17 @@ def test_export_check_refuses_a_model_that_disagrees(trained, tmp_path):
         check_onnx(loaded.task, trained["onnx"] / "model.onnx", tokenizer.vocab_size, tokenizer.pad_id, MAX_LENGTH)
 
 
+def test_labels_json_reads_back_in_output_order_in_both_forms(tmp_path):
+    """The {name: id} form run dirs and bundles write, and the list form of bundles exported before it."""
+    from seqlab.data.labels import read_label_names, write_label_ids
+
+    write_label_ids(tmp_path / "labels.json", ["tech", "arts", "sports"])
+    assert json.loads((tmp_path / "labels.json").read_text()) == {"tech": 0, "arts": 1, "sports": 2}
+    assert read_label_names(tmp_path / "labels.json") == ["tech", "arts", "sports"]
+    (tmp_path / "old.json").write_text('["negative", "positive"]')
+    assert read_label_names(tmp_path / "old.json") == ["negative", "positive"]
+
+
 def test_a_failed_export_leaves_nothing(tmp_path):
     from seqlab.deploy.bundle import bundle_writer
 

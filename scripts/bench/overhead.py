@@ -178,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(WORKLOADS), default="lstm")
     parser.add_argument("--steps", type=int, help="training steps per round (default: per model)")
-    parser.add_argument("--rounds", type=int, default=5, help="A B rounds after the warm-up round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds after the warm-up round, A B then B A alternately")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: steady on a shared machine)")
     parser.add_argument("--profile", metavar="FILE", help="also profile one more seqlab run with pyinstrument and write the call tree here")
     parser.add_argument("--data-dir", default=str(SHARED_DATA), help="where the gpt workload finds tinyshakespeare/")
