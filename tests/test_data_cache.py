@@ -2,6 +2,10 @@
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -123,3 +127,99 @@ def test_language_modelling_text_is_cached(tmp_path, caplog):
     assert "data cache hit" in caplog.text
     assert second.split_sizes == first.split_sizes
     assert [s.tolist() for s in second.segments["val"]] == [s.tolist() for s in first.segments["val"]]
+
+
+def test_a_file_changed_with_the_same_size_and_time_is_not_served_stale(tmp_path, counting):
+    path = write_rows(tmp_path / "train.csv", labelled_rows(60), "csv")
+    cache = tmp_path / "cache"
+    first = build(path, cache)
+    stat = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"neg,", b"xxx,"))  # same length, other labels
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    second = build(path, cache)
+
+    assert counting["fit"] == 2 and len(entries(cache)) == 2
+    assert first.label_names == ["neg", "pos"] and second.label_names == ["pos", "xxx"]
+
+
+def test_imdb_review_changed_with_the_same_size_and_time_rebuilds(tmp_path, caplog):
+    root = make_aclimdb(tmp_path, per_folder=4)
+    kwargs = dict(data_dir=str(tmp_path), labels=["neg", "pos"], cache_dir=str(tmp_path / ".cache"))
+    IMDBDataModule(tokenizer=WordTokenizer(), **kwargs).setup()
+    review = next((root / "train" / "neg").glob("*.txt"))
+    stat = review.stat()
+    review.write_text(review.read_text().swapcase())
+    os.utime(review, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with caplog.at_level(logging.INFO, logger="seqlab.data.cache"):
+        IMDBDataModule(tokenizer=WordTokenizer(), **kwargs).setup()
+    assert "data cache miss" in caplog.text
+
+
+def damage(folder, how):
+    if how == "truncated values":
+        values = next(folder.glob("*.values.npy"))
+        values.write_bytes(values.read_bytes()[: values.stat().st_size // 2])
+    elif how == "truncated offsets":
+        offsets = next(folder.glob("*.offsets.npy"))
+        offsets.write_bytes(offsets.read_bytes()[:100])
+    elif how == "garbage meta.json":
+        (folder / "meta.json").write_bytes(b"\x00{garbage")
+    elif how == "meta.json of another shape":
+        (folder / "meta.json").write_text("[1, 2, 3]")
+    elif how == "missing array":
+        next(folder.glob("*.labels.npy")).unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated values", "truncated offsets", "garbage meta.json", "meta.json of another shape", "missing array"])
+def test_a_damaged_entry_is_rebuilt_with_a_one_line_warning(tmp_path, counting, caplog, how):
+    path = write_rows(tmp_path / "train.csv", labelled_rows(80), "csv")
+    cache = tmp_path / "cache"
+    expected = arrays(build(path, cache))
+    (key,) = entries(cache)
+    damage(cache / key, how)
+
+    with caplog.at_level(logging.INFO, logger="seqlab.data.cache"):
+        rebuilt = build(path, cache)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "damaged" in warnings[0] and key in warnings[0], warnings
+    assert counting["fit"] == 2 and arrays(rebuilt) == expected
+    assert entries(cache) == [key]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="seqlab.data.cache"):
+        build(path, cache)
+    assert "data cache hit" in caplog.text and counting["fit"] == 2
+
+
+KILLED_WRITE = """
+import os, sys
+from seqlab.data.text_files import TextFilesDataModule
+from seqlab.data.tokenizers import WordTokenizer
+os.rename = lambda *args: os._exit(9)  # killed after writing every file, before the entry is renamed into place
+TextFilesDataModule(train_file=sys.argv[1], tokenizer=WordTokenizer(), cache_dir=sys.argv[2]).setup()
+"""
+
+
+def test_a_write_killed_midway_is_cleaned_up_by_the_next_run_but_live_writes_are_not(tmp_path):
+    path = write_rows(tmp_path / "train.csv", labelled_rows(40), "csv")
+    cache = tmp_path / "cache"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(path), str(cache)], capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    (left_behind,) = entries(cache)
+    assert left_behind.startswith(".")
+    # Other writes of the same entry: named after their host and process id, as the killed one is.
+    prefix, pid, suffix = left_behind.rsplit(".", 2)
+    key, host = prefix[1:].split(".", 1)
+    live_here = f".{key}.{host}.{os.getpid()}.{suffix}"
+    fresh_elsewhere = f".{key}.node-b.{pid}.{suffix}"
+    stale_elsewhere = f".{key}.node-c.{pid}.{suffix}"
+    for name in (live_here, fresh_elsewhere, stale_elsewhere):
+        shutil.copytree(cache / left_behind, cache / name)
+    two_hours_ago = time.time() - 7200
+    os.utime(cache / stale_elsewhere, (two_hours_ago, two_hours_ago))
+
+    TextFilesDataModule(train_file=str(path), tokenizer=WordTokenizer(), cache_dir=str(cache)).setup()
+
+    assert entries(cache) == sorted([key, live_here, fresh_elsewhere])

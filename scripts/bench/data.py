@@ -1,9 +1,14 @@
 """How fast seqlab's data path is: tokenising (word, BPE, characters), iterating the training loader,
-and the loader's share of a training step (target under 5%).
+the loader's share of a training step (target under 5%), and, when `--data-dir` holds aclImdb, what the
+token cache's content hash of the source files costs against a cold tokenise of IMDb.
 
 The share is measured side by side: rounds alternate iterating `--batches` batches of the training
 loader alone and training `--batches` steps through seqlab (as overhead.py does), and the share is
 the median over rounds of loader time ÷ training time.
+
+The content hash is timed over IMDb's 50,000 review files (the cache key reads each once per process)
+right after a cold `data=imdb` setup (cache miss: read, hash, split, fit, encode, write) has read them,
+so the files are in the page cache, as they are for a run soon after another.
 
     python scripts/bench/data.py                  # the default run's data and LSTM
     python scripts/bench/data.py --model gpt      # tiny Shakespeare and the shakespeare_gpt preset
@@ -18,9 +23,12 @@ import warnings
 from pathlib import Path
 
 from harness import SHARED_DATA, Timing, compose_run_config, median, report, set_threads, timed
+from hydra.utils import instantiate
 from overhead import TRAINING_ONLY, WORKLOADS, seqlab_run
 from seqlab import runs
+from seqlab.data.cache import content_digest
 from seqlab.data.synthetic import generate_reviews
+from seqlab.data.text_files import read_label_text_lines
 from seqlab.data.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 
@@ -28,7 +36,7 @@ def corpus(data_dir: Path, reviews: int) -> tuple[str, list[str]]:
     """SST-2's training sentences when the shared data is there, else generated reviews."""
     sst2 = data_dir / "sst2" / "stsa.binary.train"
     if sst2.is_file():
-        lines = [line.split(" ", 1)[1] for line in sst2.read_text(encoding="utf-8").splitlines() if " " in line]
+        lines = read_label_text_lines(sst2).texts
         return f"SST-2 train ({len(lines):,} sentences)", lines
     return f"generated reviews ({reviews:,})", generate_reviews(reviews, seed=0).texts
 
@@ -43,7 +51,7 @@ def tokenizer_rows(texts: list[str]) -> tuple[list[tuple], dict[str, float]]:
         encoded = tokenizer.encode_batch(texts)
         encode_s = time.perf_counter() - start
         tokens = sum(len(ids) for ids in encoded)
-        rows.append((f"tokenise: {name}", tokens, fit_s, tokens / encode_s))
+        rows.append((f"tokenise: {name}", tokens, fit_s, tokens / encode_s, ""))
         figures[f"{name}_tokens_per_s"] = tokens / encode_s
     return rows, figures
 
@@ -59,6 +67,25 @@ def loader_time(datamodule, batches: int) -> tuple[Timing, int]:
                 if drawn == batches:
                     break
     return timing, tokens
+
+
+def content_hash_cost(data_dir: Path, tmp: Path) -> tuple[list[tuple], dict[str, float]]:
+    """A cold `data=imdb` setup, then the content hash of its review files alone (see the module docstring)."""
+    cfg = compose_run_config(["data=imdb", f"paths.data_dir={data_dir}", f"data.cache_dir={tmp / 'cache'}", "data.download=false"], tmp / "imdb")
+    datamodule = instantiate(cfg.data)
+    with timed() as cold:
+        datamodule.setup()
+    tokens = sum(int(dataset.lengths.sum()) for dataset in datamodule.datasets.values())
+    content_digest.cache_clear()
+    with timed() as hashing:
+        datamodule.source_identity()
+    share = hashing.wall / cold.wall
+    rows = [
+        ("IMDb: cold tokenise (data=imdb setup, cache miss)", tokens, "", tokens / cold.wall, cold.wall),
+        (f"IMDb: content hash of the review files ({share:.1%} of that)", "", "", "", hashing.wall),
+    ]
+    figures = {"imdb_cold_tokenise_s": cold.wall, "content_hash_s": hashing.wall, "content_hash_share_of_cold_tokenise": share}
+    return rows, figures
 
 
 def main() -> None:
@@ -80,6 +107,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="seqlab-data-") as tmp:
         tmp = Path(tmp)
+        if (Path(args.data_dir) / "aclImdb").is_dir():
+            imdb_rows, imdb_figures = content_hash_cost(Path(args.data_dir), tmp)
+            rows += imdb_rows
+            figures.update(imdb_figures)
         cfg = compose_run_config([*WORKLOADS[args.model]["overrides"], f"paths.data_dir={args.data_dir}", *TRAINING_ONLY], tmp / "run")
         datamodule = runs.build_datamodule(cfg)
         loader_time(datamodule, 5)
@@ -93,12 +124,12 @@ def main() -> None:
             print(f"round {index + 1}: loader {load.wall:.3f} s ({load.cpu:.3f} s CPU), training {train.wall:.2f} s ({train.cpu:.2f} s CPU)", file=sys.stderr, flush=True)
 
     share = median(shares)
-    rows.append((f"training loader ({args.model} workload)", int(tokens), "", median(loader_rates)))
+    rows.append((f"training loader ({args.model} workload)", int(tokens), "", median(loader_rates), ""))
     figures["loader_tokens_per_s"] = median(loader_rates)
     figures["loader_share_of_step"] = share
     report(
         f"data: tokenising {source}; loader share over {args.rounds} rounds of {args.batches} batches",
-        ["", "tokens", "fit s", "tokens/s (loader: per CPU-s)"],
+        ["", "tokens", "fit s", "tokens/s (loader: per CPU-s)", "wall s"],
         rows,
         figures,
         notes=[

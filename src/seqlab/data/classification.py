@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest
 from seqlab.data.cache import CacheEntry, TokenCache, encode_texts
 from seqlab.data.labels import write_label_ids
-from seqlab.data.splits import check_fold, kfold_split, stratified_split
+from seqlab.data.splits import check_fold, check_holdout_fractions, kfold_split, stratified_split
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 
@@ -167,13 +167,19 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         if "train" not in splits or not splits["train"].texts:
             raise SeqlabError(f"{type(self).__name__}: the training split is empty")
         train = splits["train"]
+        found = sorted(set(train.labels))
+        if len(found) < 2:
+            # Refused here, in one line, before anything is cached or a model is sized for one class.
+            raise SeqlabError(f"{self.split_source('train')}: only one label ({found[0]!r}); classification needs at least two")
+        draws_val = self.num_folds is None and "val" not in splits
+        check_holdout_fractions(self.val_fraction if draws_val else None, self.test_fraction if "test" not in splits else None)
         val_fraction = self.val_fraction
         if "test" not in splits:
             # Carved out first, so folds and the validation share never touch it.
             train_idx, test_idx = stratified_split(train.labels, self.test_fraction, self.split_seed, name="data.test_fraction")
             splits = {**splits, "train": train.subset(train_idx), "test": train.subset(test_idx)}
             train = splits["train"]
-            val_fraction = min(self.val_fraction / (1.0 - self.test_fraction), 1.0)  # both are shares of the whole file
+            val_fraction = self.val_fraction / (1.0 - self.test_fraction)  # both are shares of the whole file
         if self.num_folds is not None:
             train_idx, val_idx = kfold_split(train.labels, self.num_folds, self.fold, self.split_seed)
             splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}

@@ -18,6 +18,7 @@ from typing import Any
 from seqlab.data.cache import folder_identity
 from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
 from seqlab.data.download import download_file, sha256_of
+from seqlab.data.text_files import decode
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -28,18 +29,19 @@ LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 class IMDBDataModule(TextClassificationDataModule):
-    """IMDb reviews with their `<br />` markup stripped; validation is a seeded stratified
+    """IMDb reviews (read in `encoding`) with their `<br />` markup stripped; validation is a seeded stratified
     `val_fraction` of the training reviews (or a fold of them), the test reviews are the test set."""
 
     URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
     # The published archive (84,125,825 bytes), as listed in TensorFlow Datasets' imdb_reviews checksums.
     SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 
-    def __init__(self, data_dir: str, download: bool = True, **kwargs: Any) -> None:
+    def __init__(self, data_dir: str, download: bool = True, encoding: str = "utf-8", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "aclImdb"
         self.download = download
+        self.encoding = encoding
 
     def prepare_data(self) -> None:
         if self.root.is_dir():
@@ -94,7 +96,8 @@ class IMDBDataModule(TextClassificationDataModule):
         return folders
 
     def source_identity(self) -> dict[str, str]:
-        return {f"{split}/{label}": folder_identity(folder, ".txt") for (split, label), folder in self._folders().items()}
+        identity = {f"{split}/{label}": folder_identity(folder, ".txt") for (split, label), folder in self._folders().items()}
+        return {**identity, "encoding": self.encoding}
 
     def read_splits(self) -> dict[str, LabelledTexts]:
         splits = {"train": LabelledTexts([], []), "test": LabelledTexts([], [])}
@@ -103,7 +106,7 @@ class IMDBDataModule(TextClassificationDataModule):
             if not files:
                 raise SeqlabError(f"{folder}: no reviews (*.txt) in the folder")
             for path in files:
-                splits[split].texts.append(_read_review(path))
+                splits[split].texts.append(_read_review(path, self.encoding))
                 splits[split].labels.append(label)
         return splits
 
@@ -111,9 +114,5 @@ class IMDBDataModule(TextClassificationDataModule):
         return str(self.root / ("test" if split == "test" else "train"))
 
 
-def _read_review(path: Path) -> str:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SeqlabError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    return LINE_BREAK.sub(" ", text).strip()
+def _read_review(path: Path, encoding: str) -> str:
+    return LINE_BREAK.sub(" ", decode(path.read_bytes(), encoding, path)).strip()

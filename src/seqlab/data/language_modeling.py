@@ -79,7 +79,7 @@ class PadWindows:
 
 
 class LanguageModelingDataModule(pl.LightningDataModule):
-    """Language modelling over the text of `files`, joined in order.
+    """Language modelling over the text of `files` (read in `encoding`), joined in order.
 
     The first `train_fraction` of the characters train, the next `val_fraction` validate and the
     rest (if any) test; with no test share, the test set is the validation set. With `num_folds`,
@@ -102,9 +102,11 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        encoding: str = "utf-8",
     ) -> None:
         super().__init__()
         self.files = [Path(f) for f in files]
+        self.encoding = encoding
         self.tokenizer = tokenizer
         self.block_size = block_size
         self.batch_size = batch_size
@@ -121,7 +123,7 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         self.segments: dict[str, list[np.ndarray]] = {}
 
     def read_text(self) -> str:
-        return "\n".join(read_text(path) for path in self.files)
+        return "\n".join(read_text(path, self.encoding) for path in self.files)
 
     def setup(self, stage: str | None = None) -> None:
         if self.segments:
@@ -136,8 +138,8 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         log.info("data: %s tokens", ", ".join(f"{name} {self._tokens(name)}" for name in self.segments))
 
     def source_identity(self) -> Any:
-        """What identifies the text for the cache key: the files' paths, sizes and modification times."""
-        return file_identity(self.files)
+        """What identifies the text for the cache key: the files' paths, sizes and contents, and the encoding."""
+        return {"files": file_identity(self.files), "encoding": self.encoding}
 
     def _cache_key_parts(self) -> dict[str, Any]:
         return {

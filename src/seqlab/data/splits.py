@@ -26,6 +26,19 @@ def stratified_split(labels: Sequence, val_fraction: float, seed: int, name: str
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def check_holdout_fractions(val_fraction: float | None, test_fraction: float | None) -> None:
+    """Refuse validation and test shares of one training file (None: not drawn) that leave no training
+    data, naming the values as the user gave them."""
+    for name, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise SeqlabError(f"{name} must be between 0 and 1, got {value}")
+    if val_fraction is not None and test_fraction is not None and val_fraction + test_fraction >= 1.0:
+        raise SeqlabError(
+            f"data.val_fraction={val_fraction} + data.test_fraction={test_fraction} = {val_fraction + test_fraction:g} "
+            "leaves no training data; their sum must be below 1"
+        )
+
+
 def check_fold(num_folds: int, fold: int | None) -> None:
     if num_folds < 2:
         raise SeqlabError(f"data.num_folds must be at least 2, got {num_folds}")

@@ -12,22 +12,23 @@ FILES = {"train": "stsa.binary.train", "val": "stsa.binary.dev", "test": "stsa.b
 
 
 class SST2DataModule(TextClassificationDataModule):
-    """The binary Stanford Sentiment Treebank: 6,920 / 872 / 1,821 sentences, labels 0 and 1."""
+    """The binary Stanford Sentiment Treebank: 6,920 / 872 / 1,821 sentences, labels 0 and 1, read in `encoding`."""
 
-    def __init__(self, data_dir: str, **kwargs: Any) -> None:
+    def __init__(self, data_dir: str, encoding: str = "utf-8", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(data_dir) / "sst2"
+        self.encoding = encoding
 
     def _paths(self) -> dict[str, Path]:
         if not self.root.is_dir():
             raise SeqlabError(f"{self.root}: no such folder; put stsa.binary.{{train,dev,test}} there or set paths.data_dir")
         return {name: self.root / file for name, file in FILES.items()}
 
-    def source_identity(self) -> list[list[Any]]:
-        return file_identity(self._paths().values())
+    def source_identity(self) -> dict[str, Any]:
+        return {"files": file_identity(self._paths().values()), "encoding": self.encoding}
 
     def read_splits(self) -> dict[str, LabelledTexts]:
-        splits = {name: read_label_text_lines(path) for name, path in self._paths().items()}
+        splits = {name: read_label_text_lines(path, self.encoding) for name, path in self._paths().items()}
         if self.num_folds is not None:
             splits.pop("val")  # cross-validation draws validation folds from the training split
         return splits

@@ -1,12 +1,17 @@
 """Labelled text from the user's own files: CSV, TSV, JSONL, Parquet, or `LABEL TEXT` lines.
 
 Every reader fails with one line naming the file (and the line or row) and the problem: a missing
-file, an empty one, a missing column, text that is not UTF-8.
+file, an empty one, a missing column, text that does not decode in `data.encoding` (default UTF-8).
+Line-based formats break lines at `\n` (or `\r\n`) only, and CSV fields may be of any length.
 """
 
+import codecs
 import csv
+import ctypes
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +23,46 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet", "label_text")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "label_text"}
 
 
-def read_text(path: Path) -> str:
-    """The file's text, which must be UTF-8 (a byte-order mark is dropped) and not empty."""
+def decode(data: bytes, encoding: str, source: Path | str) -> str:
+    """`data` decoded as `encoding` (a UTF-8 byte-order mark is dropped); the error names `source` (the
+    file, or the file and field), the byte and the setting that reads other encodings."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise SeqlabError(f"data.encoding={encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+    try:
+        return data.decode("utf-8-sig" if codec == "utf-8" else codec)
+    except UnicodeDecodeError as error:
+        name = "UTF-8" if codec == "utf-8" else encoding
+        raise SeqlabError(
+            f"{source}: not {name} text ({error.reason} at byte {error.start}); "
+            "set data.encoding to the file's encoding (e.g. data.encoding=latin-1)"
+        ) from None
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The file's text in `encoding` (for UTF-8, a byte-order mark is dropped), which must not be empty."""
     if not path.is_file():
         raise SeqlabError(f"{path}: no such file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise SeqlabError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    text = decode(path.read_bytes(), encoding, path)
     if not text.strip():
         raise SeqlabError(f"{path}: the file is empty")
     return text
 
 
-def read_label_text_lines(path: Path) -> LabelledTexts:
+def text_lines(text: str) -> list[str]:
+    """The lines of `text`, broken at `\n` and `\r\n` only.
+
+    `str.splitlines` also breaks at NEL (U+0085, a cp1252 ellipsis read as latin-1), U+2028, U+2029,
+    \x0b, \x0c and \x1c-\x1e, which occur inside real sentences.
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def read_label_text_lines(path: Path, encoding: str = "utf-8") -> LabelledTexts:
     """`LABEL TEXT` per line (the label is the first whitespace-separated field)."""
     texts, labels = [], []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(text_lines(read_text(path, encoding)), start=1):
         if not line.strip():
             continue
         label, _, text = line.strip().partition(" ")
@@ -45,25 +73,41 @@ def read_label_text_lines(path: Path) -> LabelledTexts:
     return LabelledTexts(texts, labels)
 
 
-def read_delimited(path: Path, delimiter: str, text_column: str, label_column: str) -> LabelledTexts:
-    """CSV or TSV with a header row naming the columns; quoted fields may span lines."""
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
-    columns = reader.fieldnames or []
-    _check_columns(path, columns, text_column, label_column)
-    texts, labels = [], []
+@contextmanager
+def unlimited_csv_fields() -> Iterator[None]:
+    """Let the csv module read fields of any length while the block runs.
+
+    Its default limit (131,072 characters) refuses a long review that JSONL reads. The limit is a
+    process-wide setting of the csv module, so it is raised to the largest the platform allows (a C
+    long) only around a read and put back after.
+    """
+    previous = csv.field_size_limit(2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1)
     try:
-        for row in reader:
-            texts.append(_field(path, f"line {reader.line_num}", row.get(text_column), text_column, allow_empty=True))
-            labels.append(_field(path, f"line {reader.line_num}", row.get(label_column), label_column))
-    except csv.Error as error:
-        raise SeqlabError(f"{path}: line {reader.line_num}: {error}") from None
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def read_delimited(path: Path, delimiter: str, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+    """CSV or TSV with a header row naming the columns; quoted fields may span lines and be of any length."""
+    reader = csv.DictReader(io.StringIO(read_text(path, encoding), newline=""), delimiter=delimiter)
+    texts, labels = [], []
+    with unlimited_csv_fields():
+        try:
+            columns = reader.fieldnames or []
+            _check_columns(path, columns, text_column, label_column)
+            for row in reader:
+                texts.append(_field(path, f"line {reader.line_num}", row.get(text_column), text_column, allow_empty=True))
+                labels.append(_field(path, f"line {reader.line_num}", row.get(label_column), label_column))
+        except csv.Error as error:
+            raise SeqlabError(f"{path}: line {reader.line_num}: {error}") from None
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_jsonl(path: Path, text_column: str, label_column: str) -> LabelledTexts:
+def read_jsonl(path: Path, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
     """One JSON object per line."""
     texts, labels = [], []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(text_lines(read_text(path, encoding)), start=1):
         if not line.strip():
             continue
         try:
@@ -80,7 +124,7 @@ def read_jsonl(path: Path, text_column: str, label_column: str) -> LabelledTexts
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_parquet(path: Path, text_column: str, label_column: str) -> LabelledTexts:
+def read_parquet(path: Path, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -97,24 +141,25 @@ def read_parquet(path: Path, text_column: str, label_column: str) -> LabelledTex
         raise SeqlabError(f"{path}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
     texts, labels = [], []
     for row, (text, label) in enumerate(zip(table.column(text_column).to_pylist(), table.column(label_column).to_pylist())):
-        texts.append(_field(path, f"row {row}", text, text_column, allow_empty=True))
-        labels.append(_field(path, f"row {row}", label, label_column))
+        texts.append(_field(path, f"row {row}", text, text_column, allow_empty=True, encoding=encoding))
+        labels.append(_field(path, f"row {row}", label, label_column, encoding=encoding))
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_labelled_file(path: Path, format: str | None, text_column: str, label_column: str) -> LabelledTexts:
-    """Read `path` in `format`, or in the format its extension names when `format` is None."""
+def read_labelled_file(path: Path, format: str | None, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+    """Read `path` in `format`, or in the format its extension names when `format` is None; text in `encoding`
+    (Parquet's string columns are UTF-8 by definition; `encoding` decodes its binary columns)."""
     format = format or format_of(path)
     if format == "csv":
-        return read_delimited(path, ",", text_column, label_column)
+        return read_delimited(path, ",", text_column, label_column, encoding)
     if format == "tsv":
-        return read_delimited(path, "\t", text_column, label_column)
+        return read_delimited(path, "\t", text_column, label_column, encoding)
     if format == "jsonl":
-        return read_jsonl(path, text_column, label_column)
+        return read_jsonl(path, text_column, label_column, encoding)
     if format == "parquet":
-        return read_parquet(path, text_column, label_column)
+        return read_parquet(path, text_column, label_column, encoding)
     if format == "label_text":
-        return _nonempty(path, read_label_text_lines(path))
+        return _nonempty(path, read_label_text_lines(path, encoding))
     raise SeqlabError(f"data.format={format!r} is not one of {', '.join(FORMATS)}")
 
 
@@ -133,12 +178,9 @@ def _check_columns(path: Path, columns: list[str], text_column: str, label_colum
             raise SeqlabError(f"{path}: no column {column!r} (columns: {', '.join(map(str, columns)) or 'none'}); set data.text_column / data.label_column")
 
 
-def _field(path: Path, where: str, value: Any, column: str, allow_empty: bool = False) -> str:
+def _field(path: Path, where: str, value: Any, column: str, allow_empty: bool = False, encoding: str = "utf-8") -> str:
     if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise SeqlabError(f"{path}: {where}: {column!r} is not UTF-8 text ({error.reason})") from None
+        value = decode(value, encoding, f"{path}: {where}: {column!r}")
     if value is None or (not allow_empty and str(value).strip() == ""):
         raise SeqlabError(f"{path}: {where}: no value in {column!r}")
     return str(value).strip()
@@ -167,6 +209,7 @@ class TextFilesDataModule(TextClassificationDataModule):
     Without a test file a seeded stratified `test_fraction` of the training file is the test set;
     without a validation file a `val_fraction` of the rest validates (or fold `fold` of `num_folds`).
     Label names are those in `labels` (ids in that order) or, by default, the training file's, sorted.
+    Files are read in `encoding` (default UTF-8; classic datasets such as Subj and TREC are latin-1).
     """
 
     def __init__(
@@ -178,6 +221,7 @@ class TextFilesDataModule(TextClassificationDataModule):
         text_column: str = "text",
         label_column: str = "label",
         data_dir: str | None = None,
+        encoding: str = "utf-8",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -186,6 +230,7 @@ class TextFilesDataModule(TextClassificationDataModule):
         self.format = format
         self.text_column = text_column
         self.label_column = label_column
+        self.encoding = encoding
 
     @property
     def files(self) -> dict[str, Path]:
@@ -196,11 +241,13 @@ class TextFilesDataModule(TextClassificationDataModule):
         files = self.files
         return {
             "files": dict(zip(files, file_identity(files.values()))),
-            "reader": [self.format, self.text_column, self.label_column],
+            "reader": [self.format, self.text_column, self.label_column, self.encoding],
         }
 
     def read_splits(self) -> dict[str, LabelledTexts]:
-        splits = {split: read_labelled_file(path, self.format, self.text_column, self.label_column) for split, path in self.files.items()}
+        splits = {
+            split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()
+        }
         if self.num_folds is not None:
             splits.pop("val", None)  # cross-validation draws validation folds from the training file
         return splits

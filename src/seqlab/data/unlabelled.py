@@ -21,11 +21,11 @@ class UnlabelledTextDataModule(LanguageModelingDataModule):
         super().__init__(files=files, **kwargs)
         self.labelled_files = [Path(f) for f in labelled_files]
 
-    def source_identity(self) -> list:
-        return [file_identity(self.labelled_files), file_identity(self.files)]
+    def source_identity(self) -> dict:
+        return {"labelled_files": file_identity(self.labelled_files), "files": file_identity(self.files), "encoding": self.encoding}
 
     def read_text(self) -> str:
-        texts = ["\n".join(read_label_text_lines(path).texts) for path in self.labelled_files]
+        texts = ["\n".join(read_label_text_lines(path, self.encoding).texts) for path in self.labelled_files]
         if self.files:
             texts.append(super().read_text())
         return "\n".join(texts)

@@ -262,12 +262,31 @@ def train_folds(cfg: Any, train_run: Callable[[Any], Any]) -> float | list[float
 # -- seqlab-cv-summary ---------------------------------------------------------------------
 
 
+def folds_without_result(summary: dict[str, Any]) -> list[str]:
+    """Each fold of the summary's configurations that has no result: failed, incomplete, or missing (a
+    fold below the jobs' `data.num_folds` with no job dir, as a sweep stopped before it leaves)."""
+    root = Path(summary["dir"])
+    unfinished = []
+    for block in summary["configurations"]:
+        where = f"{block['label']}: " if block["label"] else ""
+        status = {entry["fold"]: entry["status"] for entry in block["folds"]}
+        config = yaml.safe_load((root / block["folds"][0]["job_dir"] / ".hydra" / "config.yaml").read_text()) or {}
+        num_folds = (config.get("data") or {}).get("num_folds")
+        expected = set(range(num_folds)) if isinstance(num_folds, int) else set()
+        for fold in sorted(expected | set(status)):
+            reason = {"failed": "failed", "incomplete": "incomplete (no result)", None: "missing (no job dir)"}.get(status.get(fold))
+            if reason:
+                unfinished.append(f"{where}fold {fold} {reason}")
+    return unfinished
+
+
 @reports_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="seqlab-cv-summary",
         description="Summarise the folds of a cross-validation sweep dir (also an interrupted one): "
-        "writes cv_summary.json and cv_summary.csv there and prints the table.",
+        "writes cv_summary.json and cv_summary.csv there and prints the table. Exits 1 when a fold "
+        "failed, has no result yet, or has no job dir.",
     )
     parser.add_argument("sweep_dir", type=Path, help="the multirun's sweep dir (it holds multirun.yaml and one dir per job)")
     args = parser.parse_args(argv)
@@ -276,8 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize_sweep(args.sweep_dir.resolve())
     if summary is None:
         raise SeqlabError(f"{args.sweep_dir} holds no job that trained a fold (no job dir whose config sets data.fold)")
-    if summary["status"] == "failed":
-        raise SystemExit(1)
+    unfinished = folds_without_result(summary)
+    if unfinished:
+        raise SeqlabError(f"{args.sweep_dir}: {', '.join(unfinished)}; {SUMMARY_JSON} summarises the completed folds only")
 
 
 if __name__ == "__main__":
