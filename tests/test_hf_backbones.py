@@ -104,7 +104,7 @@ def test_hf_classifier_trains_and_evaluates_offline_with_its_own_tokenizer(compo
     run_dir = tmp_path / "run"
     metrics = read_metrics(run_dir)
     saved = json.loads((run_dir / "tokenizer.json").read_text())
-    assert saved["class"] == "seqlab.data.tokenizers.PretrainedTokenizer"
+    assert saved["name"] == "pretrained"
     cfg = compose_config([f"ckpt_path={metrics['ckpt_path']}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval")
     assert in_hydra(evaluate, cfg)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 

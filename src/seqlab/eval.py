@@ -40,7 +40,7 @@ def run_config(cfg: DictConfig, saved: dict) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `ckpt_path` on its run's test split; write metrics.json."""
     from seqlab import runs
-    from seqlab.checkpointing import read_run_record
+    from seqlab.checkpointing import check_run_record, read_run_record
     from seqlab.config_checks import check_override_types
     from seqlab.reports.evaluation import evaluation_report
 
@@ -49,6 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise runs.SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
     ckpt_path = runs.resolve_ckpt_path(cfg)
     record = read_run_record(ckpt_path)
+    check_run_record(record, ckpt_path)
     cfg = run_config(cfg, record["config"])
     runs.write_resolved_config(cfg)
 

@@ -25,7 +25,7 @@ import torch
 from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 
-from seqlab.checkpointing import RUN_RECORD_KEY
+from seqlab.checkpointing import RUN_RECORD_KEY, check_run_record
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -88,19 +88,19 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if RUN_RECORD_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise SeqlabError(f"finetune.from_ckpt={path} is not a seqlab checkpoint (no run record); pass one written by seqlab-train")
+    check_run_record(checkpoint[RUN_RECORD_KEY], path)
     return checkpoint
 
 
 def check_vocabulary(tokenizer: Any, pretrained: dict[str, Any], ckpt_path: str) -> None:
     """Token ids only mean the same tokens under the same fitted tokenizer."""
-    mine = tokenizer.to_dict()
-    if mine["class"] != pretrained["class"] or mine["state"] != pretrained["state"]:
-        from seqlab.data.tokenizers import tokenizer_from_dict
+    from seqlab.data.tokenizers import saved_tokenizer_class, tokenizer_from_dict
 
-        theirs = tokenizer_from_dict(pretrained)
+    if type(tokenizer) is not saved_tokenizer_class(pretrained, ckpt_path) or tokenizer.state() != pretrained["state"]:
+        theirs = tokenizer_from_dict(pretrained, ckpt_path)
         raise SeqlabError(
-            f"the vocabulary differs from the pretraining run's: the data's tokenizer is {mine['class'].rpartition('.')[2]} with "
-            f"{tokenizer.vocab_size} tokens, {ckpt_path} was trained with {pretrained['class'].rpartition('.')[2]} with "
+            f"the vocabulary differs from the pretraining run's: the data's tokenizer is {type(tokenizer).__name__} with "
+            f"{tokenizer.vocab_size} tokens, {ckpt_path} was trained with {type(theirs).__name__} with "
             f"{theirs.vocab_size}; fine-tune with finetune.tokenizer=checkpoint to tokenise with the pretraining run's tokenizer"
         )
 

@@ -19,11 +19,14 @@ def serve(cfg: DictConfig) -> None:
     check_override_types(cfg)
     if not cfg.get("bundle"):
         raise SeqlabError("seqlab-serve needs bundle=<dir written by seqlab-export>")
+    if not 1 <= cfg.port <= 65535:
+        raise SeqlabError(f"port={cfg.port} is not a TCP port: use one from 1 to 65535")
     limits = ServiceLimits(
         max_batch_size=cfg.max_batch_size,
         batch_timeout_ms=cfg.batch_timeout_ms,
         max_texts_per_request=cfg.max_texts_per_request,
         max_text_chars=cfg.max_text_chars,
+        max_body_bytes=cfg.max_body_bytes,
     )
     for name, value in vars(limits).items():
         if value <= 0:

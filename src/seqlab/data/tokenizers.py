@@ -1,9 +1,12 @@
 """Tokenizers: fitted on the training split only, saved with the run and reloaded by every later command.
 
 Word and BPE vocabularies are trained with Hugging Face `tokenizers`, which encodes batches in Rust.
-A saved tokenizer names its own class, so `load_tokenizer` rebuilds exactly what the run used.
+A saved tokenizer is `{"name": ..., "settings": ..., "state": ...}`; its name is looked up in
+`TOKENIZERS`, so `load_tokenizer` rebuilds exactly what the run used, and a file (a checkpoint, a
+bundle, from anyone) can only ever choose one of seqlab's own tokenizers.
 """
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -18,6 +21,9 @@ UNK = "<unk>"
 
 class TextTokenizer(ABC):
     """Common interface: `fit`, `encode_batch`, `decode`, `vocab_size`, `pad_id`, `to_dict`."""
+
+    # What saved files call it: its key in TOKENIZERS (and its `data/tokenizer=` option).
+    name: str
 
     # False for a tokenizer that comes ready-made: `fit` loads it and ignores the texts.
     trains_on_texts = True
@@ -55,34 +61,51 @@ class TextTokenizer(ABC):
     def load_state(self, state: Any) -> None: ...
 
     def to_dict(self) -> dict[str, Any]:
-        cls = type(self)
-        return {
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "settings": self.settings(),
-            "state": self.state(),
-        }
+        return {"name": self.name, "settings": self.settings(), "state": self.state()}
 
     def identity(self) -> dict[str, Any]:
-        """What determines this tokenizer's output: its class and settings, and its fitted state once fitted."""
+        """What determines this tokenizer's output: its name and settings, and its fitted state once fitted."""
         if self.is_fitted:
             return self.to_dict()
-        cls = type(self)
-        return {"class": f"{cls.__module__}.{cls.__qualname__}", "settings": self.settings()}
+        return {"name": self.name, "settings": self.settings()}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
 
 
-def tokenizer_from_dict(saved: dict[str, Any]) -> TextTokenizer:
-    from hydra.utils import get_class
+def saved_tokenizer_class(saved: Any, source: str) -> type[TextTokenizer]:
+    """The tokenizer class a saved tokenizer names, once its name is in TOKENIZERS and its settings are
+    ones that class takes; otherwise one line naming `source` (the file it came from)."""
+    from seqlab.errors import SeqlabError
 
-    tokenizer = get_class(saved["class"])(**saved["settings"])
-    tokenizer.load_state(saved["state"])
+    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict) or "state" not in saved:
+        raise SeqlabError(f"{source}: the saved tokenizer is damaged (it needs a name, settings and state); write it again with seqlab")
+    name = saved["name"] if "name" in saved else OLD_CLASS_PATHS.get(str(saved.get("class")), saved.get("class"))
+    if not isinstance(name, str) or name not in TOKENIZERS:
+        raise SeqlabError(f"{source}: unknown tokenizer {name!r}; seqlab loads only its own tokenizers: {', '.join(TOKENIZERS)}")
+    cls = TOKENIZERS[name]
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**saved["settings"])
+    except TypeError as error:
+        raise SeqlabError(f"{source}: the saved {name} tokenizer's settings do not fit it ({error}); it takes: {', '.join(signature.parameters) or 'none'}") from None
+    return cls
+
+
+def tokenizer_from_dict(saved: dict[str, Any], source: str = "the saved tokenizer") -> TextTokenizer:
+    """The fitted tokenizer `saved` describes; `source` (the file it came from) names it in errors."""
+    from seqlab.errors import SeqlabError
+
+    tokenizer = saved_tokenizer_class(saved, source)(**saved["settings"])
+    try:
+        tokenizer.load_state(saved["state"])
+    except Exception as error:  # Hugging Face's parser raises plain Exceptions on a damaged vocabulary
+        raise SeqlabError(f"{source}: the saved {tokenizer.name} tokenizer's state cannot be read ({type(error).__name__}); write it again with seqlab") from None
     return tokenizer
 
 
 def load_tokenizer(path: str | Path) -> TextTokenizer:
-    return tokenizer_from_dict(json.loads(Path(path).read_text()))
+    return tokenizer_from_dict(json.loads(Path(path).read_text()), str(path))
 
 
 class _TrainedHFTokenizer(TextTokenizer):
@@ -137,6 +160,8 @@ class _TrainedHFTokenizer(TextTokenizer):
 class WordTokenizer(_TrainedHFTokenizer):
     """Words and punctuation; a vocabulary of at most `max_size` words seen `min_freq` times."""
 
+    name = "word"
+
     def __init__(self, min_freq: int = 1, max_size: int | None = None, lowercase: bool = True) -> None:
         super().__init__()
         self.min_freq = min_freq
@@ -165,6 +190,8 @@ class WordTokenizer(_TrainedHFTokenizer):
 class BPETokenizer(_TrainedHFTokenizer):
     """Byte-level BPE: no unknown characters, subwords learnt from the training split."""
 
+    name = "bpe"
+
     def __init__(self, vocab_size: int = 8000, min_freq: int = 2, lowercase: bool = False) -> None:
         super().__init__()
         self.target_vocab_size = vocab_size
@@ -192,6 +219,8 @@ class BPETokenizer(_TrainedHFTokenizer):
 
 class CharTokenizer(TextTokenizer):
     """One id per character seen in the training split; `<pad>` is 0 and `<unk>` is 1."""
+
+    name = "char"
 
     def __init__(self) -> None:
         self.chars: list[str] | None = None
@@ -243,6 +272,7 @@ class PretrainedTokenizer(TextTokenizer):
     tokenizer's own. The whole tokenizer is saved with the run, so eval never needs the source again.
     """
 
+    name = "pretrained"
     trains_on_texts = False
 
     def __init__(self, name_or_path: str, add_special_tokens: bool = True) -> None:
@@ -334,3 +364,20 @@ def _pad_token_of(tokenizer: Tokenizer, folder: Path | None) -> str | None:
     if tokenizer.padding and tokenizer.token_to_id(tokenizer.padding["pad_token"]) is not None:
         return tokenizer.padding["pad_token"]
     return next((token for token in KNOWN_PAD_TOKENS if tokenizer.token_to_id(token) is not None), None)
+
+
+# The only classes a saved tokenizer can name.
+TOKENIZERS: dict[str, type[TextTokenizer]] = {
+    WordTokenizer.name: WordTokenizer,
+    BPETokenizer.name: BPETokenizer,
+    CharTokenizer.name: CharTokenizer,
+    PretrainedTokenizer.name: PretrainedTokenizer,
+}
+
+# Files saved before tokenizers had names hold the class's import path under "class".
+OLD_CLASS_PATHS = {
+    "seqlab.data.tokenizers.WordTokenizer": "word",
+    "seqlab.data.tokenizers.BPETokenizer": "bpe",
+    "seqlab.data.tokenizers.CharTokenizer": "char",
+    "seqlab.data.tokenizers.PretrainedTokenizer": "pretrained",
+}

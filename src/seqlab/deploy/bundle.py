@@ -6,7 +6,9 @@
     tokenizer.json     the fitted tokenizer
     labels.json        each label name with its output index, as in the run dir
 
-A bundle is checked whole before use: a missing file or a wrong checksum is refused.
+A bundle is checked whole before use: a missing file or a wrong checksum is refused, and so is a
+tokenizer.json or config.json that seqlab's own tables would not build (a bundle is data from whoever
+made it, and its checksums are only as trustworthy as its maker).
 """
 
 import json
@@ -24,7 +26,9 @@ from typing import Any
 
 from seqlab.data.download import sha256_of
 from seqlab.data.labels import read_label_names
+from seqlab.data.tokenizers import saved_tokenizer_class
 from seqlab.errors import SeqlabError
+from seqlab.recorded_configs import check_recorded_config
 
 ONNX = "onnx"
 SAFETENSORS = "safetensors"
@@ -117,7 +121,17 @@ def open_bundle(bundle_dir: str | Path) -> Bundle:
             raise SeqlabError(f"bundle {path} is missing {name}; export the bundle again")
         if sha256_of(file_path) != entry["sha256"]:
             raise SeqlabError(f"bundle {path}: {name} does not match its sha256 checksum in {MANIFEST} (changed or damaged); export the bundle again")
+    saved_tokenizer_class(_read_json(path / TOKENIZER), str(path / TOKENIZER))
+    if bundle_format == SAFETENSORS:
+        check_recorded_config(_read_json(path / CONFIG), str(path / CONFIG))
     return Bundle(path, manifest)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SeqlabError(f"{path} is not valid JSON ({error}); export the bundle again") from None
 
 
 @contextmanager

@@ -3,6 +3,9 @@
 Texts of concurrent requests are gathered into batches (up to `max_batch_size` texts, waiting at
 most `batch_timeout_ms` for a batch to fill) and run on one worker thread, so the model sees full
 batches under load and the event loop stays free. Errors answer JSON `{"error": "..."}`.
+
+A request body is refused before it is parsed: 415 unless it is JSON, 413 when it is larger than
+`max_body_bytes` (a declared Content-Length at once, a chunked body as soon as that many bytes arrived).
 """
 
 import asyncio
@@ -16,7 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seqlab.deploy.predictors import ClassificationPredictor
 
@@ -29,6 +34,7 @@ class ServiceLimits:
     batch_timeout_ms: float = 5.0  # how long a batch waits for more texts
     max_texts_per_request: int = 256
     max_text_chars: int = 20000
+    max_body_bytes: int = 8 * 2**20  # a request's JSON, read only up to this size
 
 
 class PredictRequest(BaseModel):
@@ -38,6 +44,51 @@ class PredictRequest(BaseModel):
 
 class LimitExceeded(Exception):
     pass
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read, so FastAPI passes it on to the 413 handler instead of answering 400."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(413, f"the request body is larger than max_body_bytes={max_body_bytes} bytes")
+
+
+class RequestBodyLimits:
+    """ASGI middleware: a POST must declare a JSON content type (else 415) and carry at most
+    `max_body_bytes` bytes (else 413, from Content-Length before anything is read; a chunked body,
+    which declares no length, is counted as it arrives).
+
+    Recent FastAPI has a `max_body_size` of its own, but the older releases seqlab's `fastapi>=0.110`
+    admits would take that argument into `**extra` and silently not limit anything.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            problem = f"content type {media_type or 'missing'}: send the request as JSON (content-type: application/json)"
+            return await _error(415, problem)(scope, receive, send)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _error(413, BodyTooLarge(self.max_body_bytes).detail)(scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 @dataclass
@@ -97,6 +148,7 @@ def create_app(predictor: ClassificationPredictor, limits: ServiceLimits, info: 
         worker.cancel()
 
     app = FastAPI(title="seqlab", lifespan=lifespan)
+    app.add_middleware(RequestBodyLimits, max_body_bytes=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -120,7 +172,12 @@ def create_app(predictor: ClassificationPredictor, limits: ServiceLimits, info: 
             "status": "ok",
             "labels": predictor.label_names,
             "max_length_tokens": predictor.max_length,
-            "limits": {"max_texts_per_request": limits.max_texts_per_request, "max_text_chars": limits.max_text_chars, "max_batch_size": limits.max_batch_size},
+            "limits": {
+                "max_texts_per_request": limits.max_texts_per_request,
+                "max_text_chars": limits.max_text_chars,
+                "max_batch_size": limits.max_batch_size,
+                "max_body_bytes": limits.max_body_bytes,
+            },
             **(info or {}),
         }
 
