@@ -74,4 +74,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 def read_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+    """A run dir's metrics.json, with its `ckpt_path` (stored relative to the run dir) resolved against the run dir."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("ckpt_path"):
+        metrics["ckpt_path"] = str(run_dir / metrics["ckpt_path"])
+    return metrics

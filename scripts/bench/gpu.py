@@ -144,6 +144,7 @@ def main() -> None:
         "task.sample_length=0",
         # The default callbacks, less those that validate or write a 1.5 GB checkpoint.
         "callbacks.model_checkpoint=null",
+        "callbacks.last_checkpoint=null",
         "callbacks.early_stopping=null",
         "+trainer.enable_checkpointing=false",
     ]

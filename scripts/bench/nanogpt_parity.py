@@ -88,7 +88,7 @@ def main() -> None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         fit_s = checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"]
-        estimates = nanogpt_estimates(metrics["ckpt_path"], str(Path(args.data_dir).resolve()), args.draws) if args.draws else None
+        estimates = nanogpt_estimates(str(run_dir / metrics["ckpt_path"]), str(Path(args.data_dir).resolve()), args.draws) if args.draws else None
 
     steps = int(metrics["global_step"])
     rows = [

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
-from seqlab.checkpointing import RNGStateCheckpoint, RunRecord
+from seqlab.checkpointing import RNGStateCheckpoint, RelocatedRunDir, RunRecord
 from seqlab.errors import SeqlabError
 from seqlab.reports.learning_curves import LearningCurves
 
@@ -83,7 +83,7 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     from seqlab import cluster, distributed
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
-    callbacks.append(RNGStateCheckpoint())
+    callbacks.extend([RNGStateCheckpoint(), RelocatedRunDir()])
     config = OmegaConf.to_container(cfg, resolve=False)
     config.pop("hydra", None)
     fingerprints = {"run dir": str(run_dir(cfg)), "config": distributed.fingerprint(config)}

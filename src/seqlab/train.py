@@ -3,10 +3,12 @@
 Heavy imports happen inside the task function, so `--help` and `--cfg job` answer at once.
 """
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.errors import reports_errors
+from seqlab.errors import SeqlabError, reports_errors
 from seqlab.sweeps.plugins import register_sweepers
 
 register_sweepers()
@@ -18,6 +20,7 @@ def train(cfg: DictConfig) -> float | list[float] | None:
 
     With `cv.folds=K`, train the K folds in sequence and return the mean over the folds.
     """
+    check_something_to_train(cfg)
     if cfg.get("cv") and cfg.cv.get("folds"):
         from seqlab.sweeps.cv import train_folds
 
@@ -34,6 +37,8 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
     cluster.adopt_task_ranks()
     check_override_types(cfg)
     ckpt_path = runs.resolve_ckpt_path(cfg) or cluster.resume_checkpoint(cfg)
+    if ckpt_path is not None:
+        check_something_left_to_train(cfg, ckpt_path)
     runs.write_resolved_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -52,8 +57,8 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         metrics = runs.scalar_metrics(trainer.callback_metrics)
         progress = {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
 
-        checkpoint = trainer.checkpoint_callback
-        best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else ""
+        # The best checkpoint; the last one when no best was saved (the monitored metric never logged).
+        best = next((checkpoint.best_model_path for checkpoint in trainer.checkpoint_callbacks if checkpoint.best_model_path), "")
         evaluated_ckpt = best or None
         metrics.update(runs.scalar_metrics(trainer.validate(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, verbose=False, weights_only=True)[0]))
         if cfg.get("test"):
@@ -63,13 +68,52 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         metrics.update(datamodule.split_sizes)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json",
-            {**metrics, **progress, "ckpt_path": best},
+            {**metrics, **progress, "ckpt_path": path_in_run_dir(best, runs.run_dir(cfg))},
         )
         failed = False
         return value
     finally:
         runs.finish_wandb(failed)
         distributed.end_job(trainer, failed)
+
+
+def check_something_to_train(cfg: DictConfig) -> None:
+    """Refuse a trainer setting that trains nothing, before any file is written: the run would test
+    an untrained model and leave a metrics.json as if it had finished."""
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = cfg.trainer.get(key)
+        if value == 0:
+            raise SeqlabError(f"trainer.{key}={value} trains nothing; set it above 0 (seqlab-eval ckpt_path=<checkpoint> tests a trained model)")
+
+
+def check_something_left_to_train(cfg: DictConfig, ckpt_path: str) -> None:
+    """Refuse to resume a finished run (its metrics.json written, its checkpoint at trainer.max_epochs
+    or trainer.max_steps): fit would train nothing, and the run would overwrite its metrics.json
+    without the training metrics."""
+    from seqlab import runs
+    from seqlab.checkpointing import training_progress
+
+    progress = training_progress(ckpt_path)
+    if progress is None:
+        return
+    epochs, steps = progress
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
+    if max_epochs not in (None, -1) and epochs >= max_epochs:
+        limit, reached = "trainer.max_epochs", f"epoch {epochs}"
+    elif max_steps not in (None, -1) and steps >= max_steps:
+        limit, reached = "trainer.max_steps", f"step {steps}"
+    else:
+        return
+    # Without metrics.json the run stopped after training (while testing, or preempted): resuming finishes it.
+    if (runs.run_dir(cfg) / "metrics.json").is_file():
+        raise SeqlabError(f"run dir {runs.run_dir(cfg)} already finished at {reached} (metrics.json); raise {limit} to train further, or use a new hydra.run.dir")
+
+
+def path_in_run_dir(path: str, run_dir: Path) -> str:
+    """`path` relative to the run dir when it lies inside it, so a moved or copied run dir names its own files."""
+    if path and Path(path).resolve().is_relative_to(run_dir.resolve()):
+        return str(Path(path).resolve().relative_to(run_dir.resolve()))
+    return path
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
