@@ -1,4 +1,5 @@
-"""Checks of the composed config that Hydra does not make: value types of command-line overrides."""
+"""Checks of the composed config that Hydra does not make: value types of command-line overrides, and
+settings that must be positive."""
 
 from typing import Any
 
@@ -25,8 +26,21 @@ def _compatible(default: Any, value: Any) -> bool:
     return True  # strings and nulls take any value: Lightning accepts 16 or "16-mixed" for precision
 
 
+# Settings that must be at least 1, checked before anything is built: the data modules read a batch
+# size of 0 as "unset" (eval_batch_size) or fail only once fitting starts, inside the data loader.
+POSITIVE_SETTINGS = ("data.batch_size", "data.eval_batch_size")
+
+
+def check_positive_settings(cfg: DictConfig) -> None:
+    for key in POSITIVE_SETTINGS:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise SeqlabError(f"{key}={value}: a batch holds at least one example; pass {key}=<a positive integer>")
+
+
 def check_override_types(cfg: DictConfig) -> None:
-    """Refuse `key=value` overrides whose value has another type than the config's default.
+    """Refuse `key=value` overrides whose value has another type than the config's default, then
+    settings out of range (`check_positive_settings`); every seqlab command calls this first.
 
     The defaults come from composing the same config groups without the value overrides, so an
     experiment preset that changes a default also changes what is expected.
@@ -41,9 +55,12 @@ def check_override_types(cfg: DictConfig) -> None:
 
     group_overrides = [o.input_line for o in overrides if is_group(o.key_or_group)]
     value_overrides = [o for o in overrides if not is_group(o.key_or_group) and not o.is_delete() and not o.is_add()]
-    if not value_overrides:
-        return
-    defaults = compose(config_name=hydra_cfg.job.config_name, overrides=group_overrides)
+    if value_overrides:
+        _check_value_types(cfg, value_overrides, compose(config_name=hydra_cfg.job.config_name, overrides=group_overrides))
+    check_positive_settings(cfg)
+
+
+def _check_value_types(cfg: DictConfig, value_overrides: list[Any], defaults: DictConfig) -> None:
     for override in value_overrides:
         key = override.key_or_group
         if key.startswith("hydra."):

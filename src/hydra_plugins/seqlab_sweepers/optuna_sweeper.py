@@ -15,6 +15,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.errors import reports_sweep_errors
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,7 @@ class OptunaSweeper(Sweeper):
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
 
+    @reports_sweep_errors
     def sweep(self, arguments: list[str]) -> None:
         import math
 

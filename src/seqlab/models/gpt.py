@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.models import check_sizes
 from seqlab.models.sampling import sample_next_token
 
 
@@ -100,6 +101,7 @@ class GPT(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
+        check_sizes(block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         self.config = config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
         self.transformer = nn.ModuleDict(
             dict(

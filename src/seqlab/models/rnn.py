@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.models import check_sizes
 from seqlab.models.sampling import sample_next_token
 
 NONLINEARITIES = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
@@ -124,6 +125,7 @@ class RNNClassifier(nn.Module):
             raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
         if pooling not in ("last", "mean", "max"):
             raise ValueError(f"pooling must be 'last', 'mean' or 'max', got {pooling!r}")
+        check_sizes(embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers)
         self.pooling = pooling
         self.bidirectional = bidirectional
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
@@ -180,6 +182,7 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         if cell not in FUSED_RECURRENCES:
             raise ValueError(f"cell must be one of {sorted(FUSED_RECURRENCES)}, got {cell!r}")
+        check_sizes(embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers)
         if tie_weights and embed_dim != hidden_dim:
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {embed_dim} and {hidden_dim}")
         self.embedding = nn.Embedding(vocab_size, embed_dim)

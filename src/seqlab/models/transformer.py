@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.models import check_sizes
+
 POSITIONS = ("learned", "sinusoidal", "rotary")
 
 
@@ -125,6 +127,7 @@ class TransformerClassifier(nn.Module):
             raise ValueError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        check_sizes(d_model=d_model, n_heads=n_heads, n_layers=n_layers, max_len=max_len)
         self.positions = positions
         self.pooling = pooling
         self.max_len = max_len

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
+from seqlab.checkpointing import check_checkpoint_fits
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
 from seqlab.tasks.step_logging import logs_this_step
@@ -44,6 +45,8 @@ class SequenceClassificationTask(pl.LightningModule):
             self.net = model(num_classes=1 if self.single_logit else num_classes)
         except TypeError as error:
             raise SeqlabError(f"the model is not a classifier ({error}): task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier") from None
+        except ValueError as error:  # models name the argument they refuse first, and it is its key under `model.`
+            raise SeqlabError(f"model.{error}") from None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
@@ -145,6 +148,9 @@ class SequenceClassificationTask(pl.LightningModule):
     def on_fit_start(self) -> None:
         count = sum(p.numel() for p in self.net.parameters())
         log.info("model: %s, %s parameters", type(self.net).__name__, f"{count:,}")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_fits(self, checkpoint, self.trainer.ckpt_path)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.optimizer_factory, self.net)

@@ -14,6 +14,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
+from seqlab.checkpointing import check_checkpoint_fits
 from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.errors import SeqlabError
@@ -51,6 +52,8 @@ class LanguageModelingTask(pl.LightningModule):
             self.net = model()
         except TypeError as error:
             raise SeqlabError(f"the model is not a language model ({error}): task=language_modeling takes model=gpt or lstm_lm") from None
+        except ValueError as error:  # models name the argument they refuse first, and it is its key under `model.`
+            raise SeqlabError(f"model.{error}") from None
         self.tokenizer = tokenizer
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -148,6 +151,9 @@ class LanguageModelingTask(pl.LightningModule):
                 logger.log_text(key="val/sample", columns=["step", "text"], data=[[step, text]])
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("val/sample", text, global_step=step)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_fits(self, checkpoint, self.trainer.ckpt_path)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.optimizer_factory, self.net)

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqlab.errors import SeqlabError
+
 NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d)
 
 
@@ -63,11 +65,16 @@ def build_optimizer(
     target = factory.func if isinstance(factory, functools.partial) else factory
     keywords = factory.keywords if isinstance(factory, functools.partial) else {}
     groups = parameter_groups(module, lr_scale, keywords.get("lr"), include)
+    options = {}
     if target in (torch.optim.AdamW, torch.optim.Adam) and "fused" not in keywords and "foreach" not in keywords:
         devices = {p.device.type for group in groups for p in group["params"]}
         if devices <= {"cpu", "cuda"}:
-            return factory(groups, fused=True)
-    return factory(groups)
+            options["fused"] = True
+    try:
+        return factory(groups, **options)
+    except ValueError as error:  # torch's check of lr, betas, eps, momentum, weight_decay
+        settings = ", ".join(f"optimizer.{key}={value}" for key, value in keywords.items())
+        raise SeqlabError(f"{getattr(target, '__name__', target)} refuses its settings: {error} ({settings})") from None
 
 
 def warmup_cosine(
