@@ -2,7 +2,7 @@
 
 import warnings
 
-from seqlab.ranks import register_resolvers
+from seqlab.launch.ranks import register_resolvers
 
 # Composing any seqlab config loads this package first, so the resolvers its files use exist by then.
 register_resolvers()

@@ -8,5 +8,5 @@ set -euo pipefail
 NPROC=${NPROC:-2}
 # Computed once, here: a timestamp each rank took itself would give each rank a run dir of its own.
 RUN_DIR=${RUN_DIR:-outputs/train/torchrun-$(date +%Y-%m-%d_%H-%M-%S)}
-exec torchrun --standalone --nproc-per-node="$NPROC" -m seqlab.train \
+exec torchrun --standalone --nproc-per-node="$NPROC" -m seqlab.cli.train \
   trainer=ddp trainer.devices="$NPROC" hydra.run.dir="$RUN_DIR" "$@"

@@ -66,8 +66,7 @@ def in_hydra(compose_config):
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a seqlab command as a user would, in a subprocess."""
-    named = {"seqlab-cv-summary": "seqlab.sweeps.cv"}
-    module = named.get(args[0]) or (f"seqlab.{args[0].removeprefix('seqlab-')}" if args[0].startswith("seqlab-") else None)
+    module = f"seqlab.cli.{args[0].removeprefix('seqlab-').replace('-', '_')}" if args[0].startswith("seqlab-") else None
     command = [sys.executable, "-m", module, *args[1:]] if module else list(args)
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -7,7 +7,7 @@ import pytest
 import conftest
 from conftest import read_metrics
 from data_fixtures import labelled_rows, write_rows
-from seqlab.train import train
+from seqlab.cli.train import train
 
 SMALL_MODEL = ["model.hidden_dim=32", "model.embed_dim=32", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 

@@ -18,10 +18,10 @@ import torch
 
 from conftest import FAST, read_metrics, run_cli
 from seqlab.data.synthetic import generate_reviews
-from seqlab.eval import evaluate
-from seqlab.export import export
-from seqlab.generate import generate
-from seqlab.predict import predict
+from seqlab.cli.eval import evaluate
+from seqlab.cli.export import export
+from seqlab.cli.generate import generate
+from seqlab.cli.predict import predict
 
 pytest.importorskip("onnxruntime")
 httpx = pytest.importorskip("httpx")
@@ -285,7 +285,7 @@ def free_port() -> int:
 def service(trained, tmp_path):
     port = free_port()
     command = [
-        sys.executable, "-m", "seqlab.serve", f"bundle={trained['onnx']}", f"port={port}",
+        sys.executable, "-m", "seqlab.cli.serve", f"bundle={trained['onnx']}", f"port={port}",
         "max_texts_per_request=32", "max_text_chars=5000", "batch_timeout_ms=20", f"hydra.run.dir={tmp_path / 'serve'}",
     ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

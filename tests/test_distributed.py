@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, read_metrics, run_cli
-from seqlab import distributed
+from seqlab.launch import distributed
 
 TESTS = Path(__file__).resolve().parent
 # Small and quick: each rank is a process that imports torch and Lightning.
@@ -151,7 +151,8 @@ def test_under_submitit_on_slurm_only_submitit_requeues(compose_config, monkeypa
     """Lightning's own SIGUSR1 requeue is off; seqlab's checkpoint-and-requeue callback hands over to submitit."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    from seqlab import cluster, runs
+    from seqlab.launch import cluster
+    from seqlab import runs
 
     slurm_task = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "2",
                   "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}
@@ -187,7 +188,7 @@ def test_extra_ranks_run_the_job_not_the_sweep(compose_config, monkeypatch):
 
 
 def _start_sweep(tmp_path: Path, overrides: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "seqlab.train", "-m", "hydra/launcher=submitit_local", *overrides]
+    command = [sys.executable, "-m", "seqlab.cli.train", "-m", "hydra/launcher=submitit_local", *overrides]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **PROBE_ENV}
     log = open(tmp_path / "sweep.log", "a")
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -286,7 +287,7 @@ def test_torchrun_script_gives_every_rank_one_run_dir(tmp_path):
 def test_ranks_that_composed_different_run_dirs_stop_before_training(tmp_path):
     """torchrun without hydra.run.dir: each rank takes its own timestamp; the run stops with one line."""
     torchrun = Path(sys.executable).parent / "torchrun"
-    result = run_cli(str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "seqlab.train", *DDP_ON_CPU, *TINY, cwd=tmp_path)
+    result = run_cli(str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "seqlab.cli.train", *DDP_ON_CPU, *TINY, cwd=tmp_path)
     assert result.returncode != 0
     assert "Error: the ranks of this run composed different runs (rank 1 has another run dir than rank 0)" in result.stderr
     assert not list(tmp_path.glob("outputs/train/*/*/checkpoints")) and not list(tmp_path.glob("outputs/train/*/*/metrics.json"))

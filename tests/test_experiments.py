@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, read_metrics
-from seqlab.train import train
+from seqlab.cli.train import train
 
 PRESETS = ["sst2_lstm", "sst2_transformer", "shakespeare_gpt", "shakespeare_lstm"]
 

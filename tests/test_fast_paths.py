@@ -13,7 +13,7 @@ from conftest import FAST, read_metrics
 from seqlab import runs
 from seqlab.callbacks import ProgressBar
 from seqlab.tasks.classification import SequenceClassificationTask
-from seqlab.train import train
+from seqlab.cli.train import train
 
 
 def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path, monkeypatch):

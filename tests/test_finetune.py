@@ -19,7 +19,7 @@ from seqlab.models.gpt import GPT, GPTClassifier
 from seqlab.models.lora import LoRALinear, add_lora, merge_lora
 from seqlab.models.transformer import TransformerClassifier
 from seqlab.tasks.finetuning import FineTuningClassificationTask, layerwise_scales
-from seqlab.train import train
+from seqlab.cli.train import train
 
 TINY_GPT = {"block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 16, "dropout": 0.0}
 
@@ -253,7 +253,7 @@ def test_pretrained_gpt_fine_tunes_as_a_classifier(pretrained, compose_config, i
 
 
 def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretrained, compose_config, in_hydra, tmp_path):
-    from seqlab.eval import evaluate
+    from seqlab.cli.eval import evaluate
 
     data_dir, ckpt, _ = pretrained
     overrides = _finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1").copy()
@@ -272,7 +272,7 @@ def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretra
 
     # Exported, the adapters are merged into a plain GPT classifier, which ONNX Runtime checks against the task.
     from seqlab.deploy.bundle import open_bundle
-    from seqlab.export import export
+    from seqlab.cli.export import export
 
     bundle_dir = tmp_path / "bundle"
     in_hydra(export, compose_config([f"ckpt_path={metrics['ckpt_path']}", f"output_dir={bundle_dir}", f"paths.data_dir={data_dir}"], config_name="export", run_dir=tmp_path / "export"))
@@ -282,8 +282,8 @@ def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretra
 def test_gpt_classifier_safetensors_bundle_predicts_what_its_checkpoint_predicts(pretrained, compose_config, in_hydra, tmp_path):
     """The GPT's token embedding and output layer share one tensor, which the bundle must store once and restore tied."""
     from seqlab.deploy.bundle import open_bundle
-    from seqlab.export import export
-    from seqlab.predict import predict
+    from seqlab.cli.export import export
+    from seqlab.cli.predict import predict
 
     data_dir, ckpt, _ = pretrained
     in_hydra(train, compose_config(_finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1")))

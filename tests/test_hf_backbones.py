@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 from conftest import SHARED_DATA, read_metrics  # noqa: E402
 from seqlab.errors import SeqlabError  # noqa: E402
 from seqlab.models.hf import HFClassifier  # noqa: E402
-from seqlab.train import train  # noqa: E402
+from seqlab.cli.train import train  # noqa: E402
 
 WORDS = "the a film movie is was good great bad awful fun dull plot acting not very".split()
 
@@ -87,7 +87,7 @@ def test_missing_backbone_is_one_clear_error(tmp_path):
 
 
 def test_hf_classifier_trains_and_evaluates_offline_with_its_own_tokenizer(compose_config, in_hydra, tmp_path, tiny_bert, monkeypatch):
-    from seqlab.eval import evaluate
+    from seqlab.cli.eval import evaluate
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     overrides = [

@@ -6,10 +6,10 @@ import random
 import pytest
 
 from conftest import read_metrics, run_cli
-from seqlab.eval import evaluate
-from seqlab.export import export
-from seqlab.generate import generate
-from seqlab.predict import predict
+from seqlab.cli.eval import evaluate
+from seqlab.cli.export import export
+from seqlab.cli.generate import generate
+from seqlab.cli.predict import predict
 
 WORDS = "the king and queen of the land spoke to their people in the great hall".split()
 PROMPT = "the king"

@@ -15,7 +15,7 @@ from seqlab.data.language_modeling import IGNORE_INDEX, LanguageModelingDataModu
 from seqlab.data.tokenizers import CharTokenizer
 from seqlab.models.gpt import GPT
 from seqlab.tasks.language_modeling import LanguageModelingTask
-from seqlab.train import train
+from seqlab.cli.train import train
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import FAST
-from seqlab.train import train
+from seqlab.cli.train import train
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 
 from conftest import FAST, run_cli
 from seqlab.errors import SeqlabError
-from seqlab.train import train
+from seqlab.cli.train import train
 
 EPOCHS = 4
 

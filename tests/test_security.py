@@ -263,7 +263,7 @@ MAX_BODY_BYTES = 2000
 @pytest.fixture
 def service(trained, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "seqlab.serve", f"bundle={trained['bundle']}", f"port={port}", f"max_body_bytes={MAX_BODY_BYTES}", f"hydra.run.dir={tmp_path / 'serve'}"]
+    command = [sys.executable, "-m", "seqlab.cli.serve", f"bundle={trained['bundle']}", f"port={port}", f"max_body_bytes={MAX_BODY_BYTES}", f"hydra.run.dir={tmp_path / 'serve'}"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

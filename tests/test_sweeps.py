@@ -11,7 +11,7 @@ import yaml
 from conftest import read_metrics, run_cli
 from seqlab.errors import SeqlabError
 from seqlab.sweeps.search_space import grid_values, parse_search_space
-from seqlab.train import train
+from seqlab.cli.train import train
 
 # Smaller than conftest.FAST: a sweep runs several of these.
 TINY = [

@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 from omegaconf import open_dict
 
 from conftest import FAST, read_metrics, run_cli
-from seqlab.eval import evaluate
-from seqlab.train import train
+from seqlab.cli.eval import evaluate
+from seqlab.cli.train import train
 
 
 def test_default_run_from_the_command_line_then_eval(tmp_path):

@@ -26,7 +26,7 @@ ONE_STEP = ["trainer.max_steps=1"]
 
 def seqlab_train() -> list[str]:
     script = Path(sys.executable).with_name("seqlab-train")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "seqlab.train"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "seqlab.cli.train"]
 
 
 def run_timed(command: list[str], cwd: Path, threads: int) -> Timing:

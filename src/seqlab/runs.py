@@ -80,7 +80,7 @@ def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Lightn
 
 
 def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> pl.Trainer:
-    from seqlab import cluster, distributed
+    from seqlab.launch import cluster, distributed
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     callbacks.extend([RNGStateCheckpoint(), RelocatedRunDir()])

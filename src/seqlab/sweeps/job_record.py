@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seqlab.ranks import process_rank
+from seqlab.launch.ranks import process_rank
 
 JOB_RECORD = "job.json"
 

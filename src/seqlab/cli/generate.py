@@ -18,7 +18,7 @@ def generate(cfg: DictConfig) -> list[str]:
     import torch
 
     from seqlab import runs
-    from seqlab.config_checks import check_override_types
+    from seqlab.cli.config_checks import check_override_types
     from seqlab.deploy.checkpoints import LANGUAGE_MODEL, load_trained_task
     from seqlab.errors import SeqlabError
 

@@ -11,7 +11,7 @@ def serve(cfg: DictConfig) -> None:
     """Check and load `bundle`, then answer requests until interrupted."""
     import uvicorn
 
-    from seqlab.config_checks import check_override_types
+    from seqlab.cli.config_checks import check_override_types
     from seqlab.deploy.predictors import predictor_from_bundle
     from seqlab.deploy.service import ServiceLimits, create_app
     from seqlab.errors import SeqlabError

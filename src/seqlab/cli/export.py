@@ -19,7 +19,7 @@ def export(cfg: DictConfig) -> str:
     from safetensors.torch import save_model
 
     from seqlab import runs
-    from seqlab.config_checks import check_override_types
+    from seqlab.cli.config_checks import check_override_types
     from seqlab.data.download import sha256_of
     from seqlab.data.labels import write_label_ids
     from seqlab.deploy import bundle

@@ -31,8 +31,9 @@ def train(cfg: DictConfig) -> float | list[float] | None:
 def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
-    from seqlab import cluster, distributed, finetune, runs
-    from seqlab.config_checks import check_override_types
+    from seqlab.launch import cluster, distributed
+    from seqlab import finetune, runs
+    from seqlab.cli.config_checks import check_override_types
 
     cluster.adopt_task_ranks()
     check_override_types(cfg)

@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `ckpt_path` on its run's test split; write metrics.json."""
     from seqlab import runs
     from seqlab.checkpointing import check_run_record, read_run_record
-    from seqlab.config_checks import check_override_types
+    from seqlab.cli.config_checks import check_override_types
     from seqlab.reports.evaluation import evaluation_report
 
     check_override_types(cfg)

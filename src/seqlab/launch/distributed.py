@@ -167,7 +167,7 @@ def prepare_launch(trainer: pl.Trainer) -> None:
     """Start extra ranks as runs of this job; refuse, before any training, ranks that would share a submitit task.
 
     (A multirun that torchrun or srun started in every rank is refused before the sweep starts:
-    seqlab.ranks.RefuseSweepInEveryRank.)
+    seqlab.launch.ranks.RefuseSweepInEveryRank.)
     """
     strategy = trainer.strategy
     if type(strategy.launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():

@@ -26,7 +26,7 @@ def predict(cfg: DictConfig) -> int:
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from seqlab.config_checks import check_override_types
+    from seqlab.cli.config_checks import check_override_types
     from seqlab.deploy.inputs import read_text_batches
     from seqlab.errors import SeqlabError
 
