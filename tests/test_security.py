@@ -212,7 +212,7 @@ CRAFTED_CONFIGS = {
 
 @pytest.mark.parametrize("case", CRAFTED_CONFIGS, ids=list(CRAFTED_CONFIGS))
 def test_a_recorded_config_that_could_run_code_is_refused_naming_the_key(case):
-    from seqlab.recorded_configs import check_recorded_config
+    from seqlab.runs.recorded_config import check_recorded_config
 
     config, message = CRAFTED_CONFIGS[case]
     with pytest.raises(SeqlabError) as refused:
@@ -227,14 +227,14 @@ def test_a_recorded_config_that_could_run_code_is_refused_naming_the_key(case):
 )
 def test_configs_seqlab_records_pass_the_check(compose_config, overrides):
     """What RunRecord stores (the config unresolved, without `hydra`) for several presets."""
-    from seqlab.recorded_configs import check_recorded_config
+    from seqlab.runs.recorded_config import check_recorded_config
 
     cfg = compose_config(overrides)
     check_recorded_config(OmegaConf.to_container(cfg, resolve=False), "run.ckpt")
 
 
 def test_every_target_in_seqlabs_configs_is_allowed():
-    from seqlab.recorded_configs import check_recorded_config
+    from seqlab.runs.recorded_config import check_recorded_config
 
     targets = {
         line.split("_target_:")[1].strip()

@@ -25,7 +25,7 @@ import torch
 from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 
-from seqlab.checkpointing import RUN_RECORD_KEY, check_run_record
+from seqlab.runs.record import RUN_RECORD_KEY, check_run_record
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)

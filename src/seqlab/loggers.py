@@ -2,6 +2,7 @@
 
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +24,10 @@ def wandb_logger(save_dir: str, **kwargs: Any) -> WandbLogger:
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     offline = "WANDB_MODE" not in os.environ and not _wandb_credentials_present()
     return WandbLogger(save_dir=save_dir, offline=offline, **kwargs)
+
+
+def finish_wandb(failed: bool) -> None:
+    """Lightning never ends the wandb run; without this, the next job of a multirun logs into it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)

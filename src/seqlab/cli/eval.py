@@ -40,7 +40,8 @@ def run_config(cfg: DictConfig, saved: dict) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `ckpt_path` on its run's test split; write metrics.json."""
     from seqlab import runs
-    from seqlab.checkpointing import check_run_record, read_run_record
+    from seqlab.loggers import finish_wandb
+    from seqlab.runs.record import check_run_record, read_run_record
     from seqlab.cli.config_checks import check_override_types
     from seqlab.reports.evaluation import evaluation_report
 
@@ -65,7 +66,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         failed = False
         return metrics
     finally:
-        runs.finish_wandb(failed)
+        finish_wandb(failed)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="eval")

@@ -33,6 +33,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
 
     from seqlab.launch import cluster, distributed
     from seqlab import finetune, runs
+    from seqlab.loggers import finish_wandb
     from seqlab.cli.config_checks import check_override_types
 
     cluster.adopt_task_ranks()
@@ -74,7 +75,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         failed = False
         return value
     finally:
-        runs.finish_wandb(failed)
+        finish_wandb(failed)
         distributed.end_job(trainer, failed)
 
 
@@ -92,7 +93,7 @@ def check_something_left_to_train(cfg: DictConfig, ckpt_path: str) -> None:
     or trainer.max_steps): fit would train nothing, and the run would overwrite its metrics.json
     without the training metrics."""
     from seqlab import runs
-    from seqlab.checkpointing import training_progress
+    from seqlab.runs.record import training_progress
 
     progress = training_progress(ckpt_path)
     if progress is None:

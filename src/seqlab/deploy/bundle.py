@@ -28,7 +28,7 @@ from seqlab.data.download import sha256_of
 from seqlab.data.labels import read_label_names
 from seqlab.data.tokenizers import saved_tokenizer_class
 from seqlab.errors import SeqlabError
-from seqlab.recorded_configs import check_recorded_config
+from seqlab.runs.recorded_config import check_recorded_config
 
 ONNX = "onnx"
 SAFETENSORS = "safetensors"

@@ -35,7 +35,7 @@ def require_kind(kind: str, needed: str, what: str, command: str) -> None:
 def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str) -> TrainedTask:
     """The checkpoint's task with its trained weights, refused unless it is of `needed_kind`."""
     from seqlab import runs
-    from seqlab.checkpointing import RUN_RECORD_KEY, check_run_record, load_checkpoint
+    from seqlab.runs.record import RUN_RECORD_KEY, check_run_record, load_checkpoint
 
     checkpoint = load_checkpoint(ckpt_path)
     record = checkpoint[RUN_RECORD_KEY]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
-from seqlab.checkpointing import check_checkpoint_fits
+from seqlab.runs.record import check_checkpoint_fits
 from seqlab.errors import SeqlabError
 from seqlab.tasks.optim import build_optimizer
 from seqlab.tasks.step_logging import logs_this_step

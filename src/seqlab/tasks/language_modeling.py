@@ -14,7 +14,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from seqlab.checkpointing import check_checkpoint_fits
+from seqlab.runs.record import check_checkpoint_fits
 from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.errors import SeqlabError

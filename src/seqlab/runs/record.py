@@ -154,7 +154,7 @@ def check_run_record(record: Any, source: str) -> None:
     whoever wrote it; call this before anything of its record is built."""
     from seqlab.data.tokenizers import saved_tokenizer_class
     from seqlab.errors import SeqlabError
-    from seqlab.recorded_configs import check_recorded_config
+    from seqlab.runs.recorded_config import check_recorded_config
 
     if not isinstance(record, dict):
         raise SeqlabError(f"{source}: the run record is damaged; pass a checkpoint written by seqlab-train")

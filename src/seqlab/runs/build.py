@@ -1,11 +1,6 @@
-"""Builds a run's objects from its config and writes what a finished run leaves in its run dir."""
+"""Builds a run's objects from its config: the data, the task around its model, and the trainer."""
 
-import json
 import logging
-import math
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,17 +9,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar
-from pytorch_lightning.utilities import rank_zero_only
 
-from seqlab.checkpointing import RNGStateCheckpoint, RelocatedRunDir, RunRecord
+from seqlab.runs.files import run_dir
+from seqlab.runs.record import RNGStateCheckpoint, RelocatedRunDir, RunRecord
 from seqlab.errors import SeqlabError
 from seqlab.reports.learning_curves import LearningCurves
 
 log = logging.getLogger(__name__)
-
-
-def run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.output_dir)
 
 
 def build_datamodule(cfg: DictConfig, record: dict[str, Any] | None = None) -> pl.LightningDataModule:
@@ -107,60 +98,3 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     return trainer
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`last` means this run dir's last checkpoint; any other value must be an existing file."""
-    if cfg.get("ckpt_path") is None:
-        return None
-    path = run_dir(cfg) / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-    if not path.is_file():
-        hint = " (ckpt_path=last resumes in the run dir of the run to continue: add hydra.run.dir=<that dir>)" if cfg.ckpt_path == "last" else ""
-        raise SeqlabError(f"checkpoint {path} does not exist{hint}")
-    return str(path)
-
-
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for name, value in metrics.items():
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                continue
-            value = value.item()
-        if isinstance(value, (int, float)):
-            out[name] = float(value)
-    return out
-
-
-@rank_zero_only
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees half a file, and a failed run leaves none."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-@rank_zero_only
-def write_resolved_config(cfg: DictConfig) -> None:
-    """Hydra saves the config unresolved; the run dir keeps the values this run actually used."""
-    hydra_dir = run_dir(cfg) / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
-    """The value of `optimized_metric`; a list of names (multi-objective search) gives a list of values."""
-    names = cfg.get("optimized_metric")
-    if not names:
-        return None
-    values = []
-    for name in [names] if isinstance(names, str) else list(names):
-        if name not in metrics:
-            raise SeqlabError(f"optimized_metric={name!r} was not produced by this run; it produced: {', '.join(sorted(metrics))}")
-        values.append(metrics[name] if math.isfinite(metrics[name]) else float("nan"))
-    return values[0] if isinstance(names, str) else values
-
-
-def finish_wandb(failed: bool) -> None:
-    """Lightning never ends the wandb run; without this, the next job of a multirun logs into it."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1 if failed else 0)
