@@ -7,6 +7,10 @@ import random
 import tarfile
 from pathlib import Path
 
+import pytest
+
+from seqlab.errors import SeqlabError
+
 WORDS = "the a movie film plot acting was is good bad great awful dull fun and but very not really quite".split()
 # Row numbers are spelt with these letters, and every text carries all of them, so a character
 # tokenizer fitted on any share of the rows decodes every row exactly.
@@ -71,3 +75,13 @@ def make_sst2(data_dir: Path, sizes: tuple[int, int, int] = (60, 20, 30)) -> Pat
     for (name, size), seed in zip(zip(("train", "dev", "test"), sizes), range(3)):
         write_rows(root / f"stsa.binary.{name}", labelled_rows(size, ("0", "1"), seed), "label_text")
     return root
+
+
+def setup_error(datamodule) -> str:
+    """The one-line SeqlabError a data module's set-up stops with."""
+    with pytest.raises(SeqlabError) as caught:
+        datamodule.prepare_data()
+        datamodule.setup()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message

@@ -5,22 +5,12 @@ import json
 import pytest
 
 from conftest import run_cli
-from data_fixtures import labelled_rows, make_aclimdb, make_sst2, write_rows
+from data_fixtures import labelled_rows, make_aclimdb, make_sst2, setup_error, write_rows
 from seqlab.data.imdb import IMDBDataModule
 from seqlab.data.language_modeling import LanguageModelingDataModule
 from seqlab.data.sst2 import SST2DataModule
 from seqlab.data.text_files import TextFilesDataModule
 from seqlab.data.tokenizers import WordTokenizer
-from seqlab.errors import SeqlabError
-
-
-def setup_error(datamodule) -> str:
-    with pytest.raises(SeqlabError) as caught:
-        datamodule.prepare_data()
-        datamodule.setup()
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
 
 
 def text_files(tmp_path, name, **kwargs):

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import Progress
 
 from seqlab.errors import SeqlabError
 
@@ -287,9 +289,6 @@ def _one_line(error: BaseException) -> str:
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None, chunk_size: int = 2048) -> RaggedArray:
     """Tokenise `texts` in batches (the tokenizer encodes each batch in parallel) into a RaggedArray."""
-    from rich.console import Console
-    from rich.progress import Progress
-
     parts = []
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=len(texts) < 8 * chunk_size or not console.is_terminal) as progress:

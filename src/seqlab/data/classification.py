@@ -5,24 +5,21 @@ A subclass says how to read its source (`read_splits`) and, for caching, what id
 (`source_identity`); splitting, folds, label ids, tokenising, the cache and loaders are shared.
 """
 
-import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 from torch.utils.data import DataLoader, RandomSampler
 
+from seqlab.data.base import SequenceDataModule
 from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest
-from seqlab.data.cache import CacheEntry, TokenCache, encode_texts
+from seqlab.data.cache import CacheEntry, encode_texts
 from seqlab.data.labels import write_label_ids
-from seqlab.data.splits import check_fold, check_holdout_fractions, kfold_split, stratified_split
+from seqlab.data.splits import check_holdout_fractions, kfold_split, stratified_split
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,50 +31,39 @@ class LabelledTexts:
         return LabelledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices])
 
 
-class TextClassificationDataModule(pl.LightningDataModule, ABC):
+class TextClassificationDataModule(SequenceDataModule):
     """Shared machinery for labelled text; subclasses implement `read_splits`.
 
     Validation is the source's own split when it has one, else a seeded stratified `val_fraction`
     of the training data; a source without a test split gives a `test_fraction` of it first. With
-    `num_folds` set, fold `fold` of the (remaining) training data is the validation set.
+    `num_folds` set, fold `fold` of the (remaining) training data is the validation set. Texts are
+    cut to `max_length` tokens; `labels` fixes the label names and their ids. With
+    `bucket_by_length`, each run of `bucket_batches` training batches is sorted by length.
+    `settings` are SequenceDataModule's: `eval_batch_size`, `num_folds`, `fold`, `cache_dir` and the
+    loader's workers.
     """
 
     def __init__(
         self,
         tokenizer: TextTokenizer,
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
         max_length: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
-        num_folds: int | None = None,
-        fold: int | None = None,
         split_seed: int = 0,
         labels: list[str] | None = None,
-        cache_dir: str | None = None,
         bucket_by_length: bool = False,
         bucket_batches: int = 50,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
+        **settings: Any,
     ) -> None:
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        super().__init__(tokenizer, batch_size, **settings)
         self.max_length = max_length
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.num_folds = num_folds
-        self.fold = fold
         self.split_seed = split_seed
         self.declared_labels = [str(label) for label in labels] if labels is not None else None
-        self.cache = TokenCache(cache_dir)
         self.bucket_by_length = bucket_by_length
         self.bucket_batches = bucket_batches
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
         self.label_names: list[str] = []
         self.datasets: dict[str, EncodedTexts] = {}
 
@@ -85,31 +71,16 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
     def read_splits(self) -> dict[str, LabelledTexts]:
         """Return at least "train"; "val" and "test" when the source has them."""
 
-    def source_identity(self) -> Any:
-        """What identifies the source for the cache key (files' paths, sizes, times), or None to never cache."""
-        return None
-
     # -- Lightning hooks --------------------------------------------------------------------
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        if self.num_folds is not None:
-            check_fold(self.num_folds, self.fold)
-        entry = self.cache.tokenized_splits(self.tokenizer, self._cache_key_parts, self._build, type(self).__name__)
-        self.label_names = list(entry.meta["label_names"])
-        for name in entry.meta["splits"]:
-            self.datasets[name] = EncodedTexts(entry.ragged[name], entry.arrays[f"{name}.labels"])
-        log.info("data: %s", ", ".join(f"{name} {len(ds)}" for name, ds in self.datasets.items()))
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._texts_loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._texts_loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._texts_loader("test", shuffle=False)
 
     # -- what models and run dirs need ------------------------------------------------------
 
@@ -117,37 +88,34 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        return {f"data/{name}_size": len(dataset) for name, dataset in self.datasets.items()}
-
     def model_dims(self) -> dict[str, int]:
-        """The sizes a model takes from its data."""
-        return {"vocab_size": self.tokenizer.vocab_size, "pad_id": self.tokenizer.pad_id}
+        return {**super().model_dims(), "pad_id": self.tokenizer.pad_id, "num_classes": self.num_classes}
 
     def task_dims(self) -> dict[str, int]:
-        """The sizes a task takes from its data."""
-        return {"num_classes": self.num_classes}
+        """Nothing for classification: the model takes the number of classes."""
+        return {}
 
     def save_to(self, run_dir: Path) -> None:
         """Write the fitted tokenizer and the label-name-to-id mapping, which eval, predict and export reload."""
-        self.tokenizer.save(run_dir / "tokenizer.json")
+        super().save_to(run_dir)
         write_label_ids(run_dir / "labels.json", self.label_names)
 
     # -- internals --------------------------------------------------------------------------
 
-    def _cache_key_parts(self) -> dict[str, Any] | None:
-        identity = self.source_identity()
-        if identity is None:
-            return None
+    def _split_settings(self) -> dict[str, Any]:
         return {
-            "module": type(self).__qualname__,
-            "source": identity,
-            "tokenizer": self.tokenizer.identity(),
             "max_length": self.max_length,
             "split": [self.val_fraction, self.test_fraction, self.num_folds, self.fold, self.split_seed],
             "labels": self.label_names or self.declared_labels,
         }
+
+    def _use(self, entry: CacheEntry) -> None:
+        self.label_names = list(entry.meta["label_names"])
+        for name in entry.meta["splits"]:
+            self.datasets[name] = EncodedTexts(entry.ragged[name], entry.arrays[f"{name}.labels"])
+
+    def _sizes(self) -> dict[str, int]:
+        return {name: len(dataset) for name, dataset in self.datasets.items()}
 
     def _build(self) -> CacheEntry:
         """Read, split, check labels, fit the tokenizer on the training split, and encode every split."""
@@ -207,17 +175,10 @@ class TextClassificationDataModule(pl.LightningDataModule, ABC):
         """Where a split's texts come from, for error messages (a file name where there is one)."""
         return f"{type(self).__name__} {split} split"
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _texts_loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         batching: dict[str, Any] = {"batch_size": self.batch_size if split == "train" else self.eval_batch_size, "shuffle": shuffle}
         if shuffle and self.bucket_by_length:
             sampler = RandomSampler(dataset)
             batching = {"batch_sampler": BucketBatchSampler(sampler, self.batch_size, False, dataset.lengths, self.bucket_batches)}
-        return DataLoader(
-            dataset,
-            **batching,
-            collate_fn=PadToLongest(self.tokenizer.pad_id),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        return self._loader(dataset, PadToLongest(self.tokenizer.pad_id), **batching)

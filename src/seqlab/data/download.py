@@ -6,6 +6,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
 from seqlab.errors import SeqlabError
 
 
@@ -20,8 +22,6 @@ def sha256_of(path: Path) -> str:
 def download_file(url: str, destination: Path, sha256: str, timeout: float = 30.0, where_to_put: str | None = None) -> Path:
     """Fetch `url` to `destination` if it verifies against `sha256`; offline, say where to put the file
     (`where_to_put` words that for data that can also be put in place some other way)."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Per process: the ranks of a multi-process run all prepare the data, and must not write into one file.
     partial = destination.with_name(f"{destination.name}.{os.getpid()}.part")

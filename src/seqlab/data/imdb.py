@@ -15,10 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import Progress
+
 from seqlab.data.cache import folder_identity
 from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
 from seqlab.data.download import download_file, sha256_of
-from seqlab.data.text_files import decode
+from seqlab.data.io import read_text
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -65,9 +68,6 @@ class IMDBDataModule(TextClassificationDataModule):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _unpack(self, archive: Path, tmp: Path) -> None:
-        from rich.console import Console
-        from rich.progress import Progress
-
         console = Console(stderr=True)
         try:
             with tarfile.open(archive, "r:gz") as tar, Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
@@ -115,4 +115,4 @@ class IMDBDataModule(TextClassificationDataModule):
 
 
 def _read_review(path: Path, encoding: str) -> str:
-    return LINE_BREAK.sub(" ", decode(path.read_bytes(), encoding, path)).strip()
+    return LINE_BREAK.sub(" ", read_text(path, encoding, allow_empty=True)).strip()

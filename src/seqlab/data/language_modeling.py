@@ -1,23 +1,20 @@
 """Language-modelling DataModules over plain text: a contiguous split by position, random windows of
 `block_size` for training (as nanoGPT samples them), and full sequential coverage for evaluation."""
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from seqlab.data.cache import CacheEntry, TokenCache, encode_texts, file_identity
-from seqlab.data.splits import check_fold
-from seqlab.data.text_files import read_text
+from seqlab.data.base import SequenceDataModule
+from seqlab.data.cache import CacheEntry, encode_texts, file_identity
+from seqlab.data.download import download_file
+from seqlab.data.io import read_text
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
-
-log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # targets the loss skips: the padding of a short last window
 
@@ -78,13 +75,17 @@ class PadWindows:
         return {"input_ids": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
 
 
-class LanguageModelingDataModule(pl.LightningDataModule):
+class LanguageModelingDataModule(SequenceDataModule):
     """Language modelling over the text of `files` (read in `encoding`), joined in order.
 
     The first `train_fraction` of the characters train, the next `val_fraction` validate and the
     rest (if any) test; with no test share, the test set is the validation set. With `num_folds`,
-    the training text is cut into K contiguous blocks and block `fold` validates.
+    the training text is cut into K contiguous blocks and block `fold` validates. An epoch is
+    `train_samples_per_epoch` random windows of `block_size` tokens. `settings` are
+    SequenceDataModule's: `eval_batch_size`, `num_folds`, `fold`, `cache_dir` and the loader's workers.
     """
+
+    SIZE_UNIT = " tokens"
 
     def __init__(
         self,
@@ -92,62 +93,51 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         tokenizer: TextTokenizer,
         block_size: int = 64,
         batch_size: int = 12,
-        eval_batch_size: int | None = None,
         train_fraction: float = 0.9,
         val_fraction: float | None = None,
         train_samples_per_epoch: int = 24000,
-        num_folds: int | None = None,
-        fold: int | None = None,
-        cache_dir: str | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
         encoding: str = "utf-8",
+        **settings: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(tokenizer, batch_size, **settings)
         self.files = [Path(f) for f in files]
         self.encoding = encoding
-        self.tokenizer = tokenizer
         self.block_size = block_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
         self.train_fraction = train_fraction
         self.val_fraction = val_fraction
         self.train_samples_per_epoch = train_samples_per_epoch
-        self.num_folds = num_folds
-        self.fold = fold
-        self.cache = TokenCache(cache_dir)
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
         self.segments: dict[str, list[np.ndarray]] = {}
 
     def read_text(self) -> str:
         return "\n".join(read_text(path, self.encoding) for path in self.files)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.segments:
-            return
-        if self.num_folds is not None:
-            check_fold(self.num_folds, self.fold)
-        entry = self.cache.tokenized_splits(self.tokenizer, self._cache_key_parts, self._build, type(self).__name__)
-        for split in entry.meta["splits"]:
-            ragged = entry.ragged[split]
-            self.segments[split] = [ragged[i] for i in range(len(ragged))]
-        self.segments.setdefault("test", self.segments["val"])
-        log.info("data: %s tokens", ", ".join(f"{name} {self._tokens(name)}" for name in self.segments))
-
     def source_identity(self) -> Any:
         """What identifies the text for the cache key: the files' paths, sizes and contents, and the encoding."""
         return {"files": file_identity(self.files), "encoding": self.encoding}
 
-    def _cache_key_parts(self) -> dict[str, Any]:
-        return {
-            "module": type(self).__qualname__,
-            "source": self.source_identity(),
-            "tokenizer": self.tokenizer.identity(),
-            "split": [self.train_fraction, self.val_fraction, self.num_folds, self.fold],
-        }
+    # -- Lightning hooks --------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = RandomWindows(self.segments["train"], self.block_size)
+        sampler = RandomSampler(dataset, replacement=True, num_samples=self.train_samples_per_epoch)
+        return self._windows_loader(dataset, self.batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._windows_loader(SequentialWindows(self.segments["val"], self.block_size), self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._windows_loader(SequentialWindows(self.segments["test"], self.block_size), self.eval_batch_size)
+
+    # -- what tasks need --------------------------------------------------------------------
+
+    def task_dims(self) -> dict[str, object]:
+        """The tokenizer, which decodes the samples the task logs."""
+        return {"tokenizer": self.tokenizer}
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _split_settings(self) -> dict[str, Any]:
+        return {"split": [self.train_fraction, self.val_fraction, self.num_folds, self.fold]}
 
     def _build(self) -> CacheEntry:
         """Cut the text by position, fit the tokenizer on the training part, and encode every part."""
@@ -170,49 +160,23 @@ class LanguageModelingDataModule(pl.LightningDataModule):
         return CacheEntry({"tokenizer": self.tokenizer.to_dict(), "splits": list(pieces)}, ragged, {})
 
     def _folds(self, train_text: str) -> tuple[list[str], list[str]]:
-        check_fold(self.num_folds, self.fold)
+        """The training blocks and the validation block of fold `fold` (checked by `setup`)."""
         bounds = np.linspace(0, len(train_text), self.num_folds + 1).astype(int)
         blocks = [train_text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return [b for i, b in enumerate(blocks) if i != self.fold], [blocks[self.fold]]
 
-    def _tokens(self, split: str) -> int:
-        return sum(len(s) for s in self.segments[split])
+    def _use(self, entry: CacheEntry) -> None:
+        for split in entry.meta["splits"]:
+            ragged = entry.ragged[split]
+            self.segments[split] = [ragged[i] for i in range(len(ragged))]
+        self.segments.setdefault("test", self.segments["val"])
 
-    def train_dataloader(self) -> DataLoader:
-        dataset = RandomWindows(self.segments["train"], self.block_size)
-        sampler = RandomSampler(dataset, replacement=True, num_samples=self.train_samples_per_epoch)
-        return self._loader(dataset, self.batch_size, sampler=sampler)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(SequentialWindows(self.segments["val"], self.block_size), self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(SequentialWindows(self.segments["test"], self.block_size), self.eval_batch_size)
-
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: RandomSampler | None = None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            collate_fn=PadWindows(self.tokenizer.pad_id),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
+    def _sizes(self) -> dict[str, int]:
         """Sizes in tokens."""
-        return {f"data/{name}_size": self._tokens(name) for name in self.segments}
+        return {name: sum(len(s) for s in segments) for name, segments in self.segments.items()}
 
-    def model_dims(self) -> dict[str, int]:
-        return {"vocab_size": self.tokenizer.vocab_size}
-
-    def task_dims(self) -> dict[str, object]:
-        return {"tokenizer": self.tokenizer}
-
-    def save_to(self, run_dir: Path) -> None:
-        self.tokenizer.save(run_dir / "tokenizer.json")
+    def _windows_loader(self, dataset: Dataset, batch_size: int, sampler: RandomSampler | None = None) -> DataLoader:
+        return self._loader(dataset, PadWindows(self.tokenizer.pad_id), batch_size=batch_size, sampler=sampler)
 
 
 class TinyShakespeareDataModule(LanguageModelingDataModule):
@@ -227,6 +191,4 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
 
     def prepare_data(self) -> None:
         if not self.path.is_file():
-            from seqlab.data.download import download_file
-
             download_file(self.URL, self.path, self.SHA256)

@@ -2,10 +2,10 @@
 
 Every reader fails with one line naming the file (and the line or row) and the problem: a missing
 file, an empty one, a missing column, text that does not decode in `data.encoding` (default UTF-8).
-Line-based formats break lines at `\n` (or `\r\n`) only, and CSV fields may be of any length.
+Files are read through `seqlab.data.io`, so line-based formats break lines at `\n` (or `\r\n`)
+only; CSV fields may be of any length.
 """
 
-import codecs
 import csv
 import ctypes
 import io
@@ -17,46 +17,11 @@ from typing import Any
 
 from seqlab.data.cache import file_identity
 from seqlab.data.classification import LabelledTexts, TextClassificationDataModule
+from seqlab.data.io import decode, read_text, text_lines
 from seqlab.errors import SeqlabError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "label_text")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "label_text"}
-
-
-def decode(data: bytes, encoding: str, source: Path | str) -> str:
-    """`data` decoded as `encoding` (a UTF-8 byte-order mark is dropped); the error names `source` (the
-    file, or the file and field), the byte and the setting that reads other encodings."""
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise SeqlabError(f"data.encoding={encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
-    try:
-        return data.decode("utf-8-sig" if codec == "utf-8" else codec)
-    except UnicodeDecodeError as error:
-        name = "UTF-8" if codec == "utf-8" else encoding
-        raise SeqlabError(
-            f"{source}: not {name} text ({error.reason} at byte {error.start}); "
-            "set data.encoding to the file's encoding (e.g. data.encoding=latin-1)"
-        ) from None
-
-
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """The file's text in `encoding` (for UTF-8, a byte-order mark is dropped), which must not be empty."""
-    if not path.is_file():
-        raise SeqlabError(f"{path}: no such file")
-    text = decode(path.read_bytes(), encoding, path)
-    if not text.strip():
-        raise SeqlabError(f"{path}: the file is empty")
-    return text
-
-
-def text_lines(text: str) -> list[str]:
-    """The lines of `text`, broken at `\n` and `\r\n` only.
-
-    `str.splitlines` also breaks at NEL (U+0085, a cp1252 ellipsis read as latin-1), U+2028, U+2029,
-    \x0b, \x0c and \x1c-\x1e, which occur inside real sentences.
-    """
-    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def read_label_text_lines(path: Path, encoding: str = "utf-8") -> LabelledTexts:
@@ -125,7 +90,7 @@ def read_jsonl(path: Path, text_column: str, label_column: str, encoding: str = 
 
 
 def read_parquet(path: Path, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
-    try:
+    try:  # pyarrow is optional (seqlab[parquet]) and slow to import: loaded only when a Parquet file is read
         import pyarrow.parquet as pq
     except ImportError:
         raise SeqlabError(f"{path}: reading Parquet needs pyarrow: pip install 'seqlab[parquet]'") from None

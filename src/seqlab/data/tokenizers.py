@@ -15,6 +15,8 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from seqlab.errors import SeqlabError
+
 PAD = "<pad>"
 UNK = "<unk>"
 
@@ -76,8 +78,6 @@ class TextTokenizer(ABC):
 def saved_tokenizer_class(saved: Any, source: str) -> type[TextTokenizer]:
     """The tokenizer class a saved tokenizer names, once its name is in TOKENIZERS and its settings are
     ones that class takes; otherwise one line naming `source` (the file it came from)."""
-    from seqlab.errors import SeqlabError
-
     if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict) or "state" not in saved:
         raise SeqlabError(f"{source}: the saved tokenizer is damaged (it needs a name, settings and state); write it again with seqlab")
     name = saved["name"] if "name" in saved else OLD_CLASS_PATHS.get(str(saved.get("class")), saved.get("class"))
@@ -94,8 +94,6 @@ def saved_tokenizer_class(saved: Any, source: str) -> type[TextTokenizer]:
 
 def tokenizer_from_dict(saved: dict[str, Any], source: str = "the saved tokenizer") -> TextTokenizer:
     """The fitted tokenizer `saved` describes; `source` (the file it came from) names it in errors."""
-    from seqlab.errors import SeqlabError
-
     tokenizer = saved_tokenizer_class(saved, source)(**saved["settings"])
     try:
         tokenizer.load_state(saved["state"])
@@ -285,8 +283,6 @@ class PretrainedTokenizer(TextTokenizer):
         return {"name_or_path": self.name_or_path, "add_special_tokens": self.add_special_tokens}
 
     def fit(self, texts: Iterable[str]) -> None:
-        from seqlab.errors import SeqlabError
-
         source = Path(self.name_or_path).expanduser()
         folder = source if source.is_dir() else source.parent
         if source.is_dir() or source.suffix == ".json":

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqlab.data.io import StreamedLines
 from seqlab.errors import SeqlabError
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
@@ -21,25 +22,6 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 class TextBatch:
     texts: list[str]
     bytes_read: int  # how far into the file this batch ends, for progress
-
-
-class _LineReader:
-    """Decoded lines of a binary file with a running count of the bytes consumed."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.bytes_read = 0
-        self.line_number = 0
-
-    def __iter__(self) -> Iterator[str]:
-        with open(self.path, "rb") as file:
-            for raw in file:
-                self.bytes_read += len(raw)
-                self.line_number += 1
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise SeqlabError(f"{self.path}:{self.line_number}: not UTF-8 text ({error.reason})") from None
 
 
 def input_format(path: Path) -> str:
@@ -54,7 +36,7 @@ def read_text_batches(path: str | Path, batch_size: int, text_column: str = "tex
     path = Path(path)
     if not path.is_file():
         raise SeqlabError(f"input {path} does not exist")
-    reader = _LineReader(path)
+    reader = StreamedLines(path)
     texts: list[str] = []
     for text in _texts(path, reader, text_column):
         texts.append(text)
@@ -65,7 +47,7 @@ def read_text_batches(path: str | Path, batch_size: int, text_column: str = "tex
         yield TextBatch(texts, reader.bytes_read)
 
 
-def _texts(path: Path, reader: _LineReader, text_column: str) -> Iterator[str]:
+def _texts(path: Path, reader: StreamedLines, text_column: str) -> Iterator[str]:
     kind = input_format(path)
     if kind == "lines":
         for line in reader:
