@@ -36,7 +36,8 @@ def test_validation_loss_is_the_mean_over_tokens_not_batches(text_file):
     assert (list(loader)[-1]["targets"] == IGNORE_INDEX).any(), "the test needs a padded last window"
     torch.manual_seed(0)
     task = LanguageModelingTask(
-        functools.partial(GPT, vocab_size=datamodule.tokenizer.vocab_size, block_size=13, n_layer=1, n_head=2, n_embd=16),
+        functools.partial(GPT, block_size=13, num_layers=1, num_heads=2, hidden_dim=16),
+        dims=datamodule.model_dims(),
         tokenizer=datamodule.tokenizer,
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
     )
@@ -66,7 +67,7 @@ LM_RUN = [
 @pytest.mark.parametrize(
     ("model", "extra"),
     [
-        ("gpt", ["model.block_size=16", "model.n_layer=1", "model.n_head=2", "model.n_embd=32"]),
+        ("gpt", ["model.block_size=16", "model.num_layers=1", "model.num_heads=2", "model.hidden_dim=32"]),
         ("lstm_lm", ["model.embed_dim=16", "model.hidden_dim=32", "model.num_layers=1"]),
     ],
 )

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.models.gpt import GPT, GPTClassifier
@@ -58,7 +59,7 @@ def test_rnn_classifier_padding_never_changes_output(cell, nonlinearity, bidirec
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_transformer_padding_never_changes_output(positions, pooling):
     torch.manual_seed(0)
-    model = TransformerClassifier(VOCAB, 4, pad_id=PAD, d_model=16, n_heads=2, n_layers=2, max_len=16, positions=positions, pooling=pooling)
+    model = TransformerClassifier(VOCAB, 4, pad_id=PAD, hidden_dim=16, num_heads=2, num_layers=2, max_len=16, positions=positions, pooling=pooling)
     assert model(*padded_batch()).shape == (3, 4)
     assert_padding_never_changes_output(model)
 
@@ -66,7 +67,7 @@ def test_transformer_padding_never_changes_output(positions, pooling):
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_gpt_classifier_padding_never_changes_output(pooling):
     torch.manual_seed(0)
-    model = GPTClassifier(VOCAB, 2, pad_id=PAD, block_size=16, n_layer=2, n_head=2, n_embd=16, pooling=pooling)
+    model = GPTClassifier(VOCAB, 2, pad_id=PAD, block_size=16, num_layers=2, num_heads=2, hidden_dim=16, pooling=pooling)
     assert model(*padded_batch()).shape == (3, 2)
     assert_padding_never_changes_output(model)
 
@@ -75,7 +76,7 @@ def test_transformer_positions_matter():
     """Word order changes the output: the positions reach the attention."""
     torch.manual_seed(0)
     for positions in ("learned", "sinusoidal", "rotary"):
-        model = TransformerClassifier(VOCAB, 2, d_model=16, n_heads=2, n_layers=1, max_len=8, positions=positions, pooling="mean").eval()
+        model = TransformerClassifier(VOCAB, 2, hidden_dim=16, num_heads=2, num_layers=1, max_len=8, positions=positions, pooling="mean").eval()
         ids, lengths = torch.tensor([[3, 4, 5, 6]]), torch.tensor([4])
         assert not torch.allclose(model(ids, lengths), model(ids.flip(1), lengths)), positions
 
@@ -132,7 +133,7 @@ def test_elman_rnn_refuses_an_unknown_nonlinearity():
 
 def tiny_gpt(**kwargs) -> GPT:
     torch.manual_seed(0)
-    return GPT(VOCAB, **{"block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 16, **kwargs}).eval()
+    return GPT(VOCAB, **{"block_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, **kwargs}).eval()
 
 
 @pytest.mark.parametrize("make_model", [tiny_gpt, lambda: RNNLanguageModel(VOCAB, embed_dim=8, hidden_dim=8).eval()], ids=["gpt", "lstm_lm"])
@@ -151,7 +152,7 @@ def test_language_models_are_causal(make_model):
 
 
 def test_gpt_ties_input_and_output_embeddings_and_scales_residual_projections():
-    model = GPT(VOCAB, block_size=8, n_layer=8, n_head=2, n_embd=64)
+    model = GPT(VOCAB, block_size=8, num_layers=8, num_heads=2, hidden_dim=64)
     assert model.lm_head.weight is model.transformer.wte.weight
     residual = model.transformer.h[0].attn.c_proj.weight.std().item()
     other = model.transformer.h[0].attn.c_attn.weight.std().item()
@@ -193,3 +194,19 @@ def test_top_k_and_top_p_keep_only_the_likeliest_tokens():
     assert set(sample_next_token(logits, top_p=0.5).flatten().tolist()) == {0}  # p(token 0) = 0.71 already covers 0.5
     assert set(sample_next_token(logits, top_p=0.9).flatten().tolist()) == {0, 1}  # 0.71 + 0.26 >= 0.9
     assert set(sample_next_token(logits, temperature=0).flatten().tolist()) == {0}
+
+
+ATTENTION_MODELS = ("transformer", "gpt_classifier", "gpt")
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn", "transformer", "gpt_classifier", "gpt", "lstm_lm"])
+def test_every_model_family_takes_its_width_depth_and_heads_by_the_same_names(compose_config, model):
+    """`model.hidden_dim`, `model.num_layers` (and `model.num_heads`) size any model, so one search space fits them all."""
+    overrides = [f"model={model}", "model.hidden_dim=24", "model.num_layers=3"]
+    if model in ATTENTION_MODELS:
+        overrides.append("model.num_heads=3")
+    cfg = compose_config(overrides)
+    classifier = model not in ("gpt", "lstm_lm")
+    net = instantiate(cfg.model, vocab_size=VOCAB, **({"num_classes": 2} if classifier else {}))
+    output_layer = net.head if classifier else net.lm_head
+    assert output_layer.in_features == 24

@@ -3,7 +3,7 @@ bf16 peak. Target: >= 40% MFU on one H200.
 
 The run is seqlab's own path: the language-modelling task around `seqlab.models.gpt.GPT` (12 layers,
 12 heads, 768 wide, block 1024, vocabulary 50304: 124M parameters), built by seqlab.runs from the
-composed config with `trainer=gpu trainer.precision=bf16-mixed model.compile=true` (torch.compile
+composed config with `trainer=gpu trainer.precision=bf16-mixed compile=true` (torch.compile
 on the inner module), fused AdamW (seqlab's default on CUDA) and SDPA restricted to the flash
 kernel. Batches are random token ids: MFU depends on shapes, not on text. Steps before `--warmup`
 include compilation and are not timed; the host waits for the GPU only at the two ends of the
@@ -37,8 +37,8 @@ from seqlab.data.tokenizers import CharTokenizer
 # Dense bf16 peaks (FLOP/s) without sparsity, by a substring of torch.cuda.get_device_name().
 BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
 
-GPT2_SMALL = {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "vocab_size": 50304}
-TINY = {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64, "vocab_size": 512}
+GPT2_SMALL = {"num_layers": 12, "num_heads": 12, "hidden_dim": 768, "block_size": 1024, "vocab_size": 50304}
+TINY = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "block_size": 64, "vocab_size": 512}
 
 
 class RandomTokens(Dataset):
@@ -102,7 +102,7 @@ class StepTimer(pl.Callback):
 
 def flops_per_token(model: torch.nn.Module, shape: dict[str, int]) -> float:
     n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
-    return 6 * n + 12 * shape["n_layer"] * shape["block_size"] * shape["n_embd"]
+    return 6 * n + 12 * shape["num_layers"] * shape["block_size"] * shape["hidden_dim"]
 
 
 def main() -> None:
@@ -133,7 +133,7 @@ def main() -> None:
         "experiment=shakespeare_gpt",
         f"trainer={'gpu' if cuda else 'cpu'}",
         f"trainer.precision={'bf16-mixed' if cuda else '32-true'}",
-        f"model.compile={str(not args.no_compile).lower()}",
+        f"compile={str(not args.no_compile).lower()}",
         *(f"model.{key}={value}" for key, value in shape.items() if key != "vocab_size"),
         "model.dropout=0.0",
         f"trainer.max_steps={warmup + steps}",
@@ -173,7 +173,7 @@ def main() -> None:
     mfu = flops / peak if peak else float("nan")
     params = sum(p.numel() for p in task.net.parameters())
     rows = [
-        ("model", f"GPT {shape['n_layer']}x{shape['n_embd']}, {params / 1e6:.1f}M parameters, block {shape['block_size']}"),
+        ("model", f"GPT {shape['num_layers']}x{shape['hidden_dim']}, {params / 1e6:.1f}M parameters, block {shape['block_size']}"),
         ("device", device),
         ("batch", f"{batch_size} x {shape['block_size']} tokens"),
         ("timed steps (after warm-up)", f"{timer.timed_steps} (after {warmup})"),

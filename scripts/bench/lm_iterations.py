@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     models = {
-        "shakespeare_gpt": GPT(VOCAB, block_size=64, n_layer=4, n_head=4, n_embd=128),
+        "shakespeare_gpt": GPT(VOCAB, block_size=64, num_layers=4, num_heads=4, hidden_dim=128),
         "shakespeare_lstm": RNNLanguageModel(VOCAB, embed_dim=128, hidden_dim=256, num_layers=2),
     }
     optimizers = {name: build_optimizer(functools.partial(torch.optim.AdamW, lr=1e-3), m) for name, m in models.items()}

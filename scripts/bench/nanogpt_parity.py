@@ -40,7 +40,7 @@ def nanogpt_estimates(ckpt_path: str, data_dir: str, draws: int, seed: int = 0) 
     """`draws` independent copies of nanoGPT's estimate_loss() on the validation split, for the checkpoint's model."""
     from omegaconf import OmegaConf
 
-    from seqlab.deploy.checkpoints import LANGUAGE_MODEL, load_trained_task
+    from seqlab.runs.trained import LANGUAGE_MODEL, load_trained_task
 
     loaded = load_trained_task(ckpt_path, OmegaConf.create({"data_dir": data_dir}), LANGUAGE_MODEL, "nanogpt_parity")
     loaded.datamodule.setup("validate")

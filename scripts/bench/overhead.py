@@ -115,7 +115,7 @@ def plain_classification_batches(datamodule) -> Callable[[], object]:
 
 def plain_classification(cfg: DictConfig, datamodule, steps: int) -> Timing:
     torch.manual_seed(0)
-    model = instantiate(runs.model_config(cfg)[0], **datamodule.model_dims(), num_classes=datamodule.num_classes)
+    model = instantiate(cfg.model, **datamodule.model_dims())
 
     def loss_of(batch) -> torch.Tensor:
         input_ids, lengths, labels = batch
@@ -127,7 +127,7 @@ def plain_classification(cfg: DictConfig, datamodule, steps: int) -> Timing:
 def plain_language_model(cfg: DictConfig, datamodule, steps: int) -> Timing:
     """nanoGPT's loop: random windows of the training tokens, stacked."""
     torch.manual_seed(0)
-    model = instantiate(runs.model_config(cfg)[0], **datamodule.model_dims())
+    model = instantiate(cfg.model, **datamodule.model_dims())
     data = torch.as_tensor(datamodule.segments["train"][0], dtype=torch.long)
     block, batch_size = datamodule.block_size, datamodule.batch_size
 

@@ -27,7 +27,7 @@ from seqlab.tasks.classification import SequenceClassificationTask
 MODELS = {
     "lstm": functools.partial(RNNClassifier, cell="lstm", embed_dim=64, hidden_dim=128),
     "gru": functools.partial(RNNClassifier, cell="gru", embed_dim=64, hidden_dim=128),
-    "transformer": functools.partial(TransformerClassifier, d_model=128, n_heads=4, n_layers=2, max_len=128),
+    "transformer": functools.partial(TransformerClassifier, hidden_dim=128, num_heads=4, num_layers=2, max_len=128),
 }
 
 
@@ -54,8 +54,8 @@ def main() -> None:
     texts = generate_reviews(args.texts, seed=5).texts
     tokenizer = WordTokenizer()
     tokenizer.fit(texts)
-    model = functools.partial(MODELS[args.model], vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
-    task = SequenceClassificationTask(model=model, num_classes=2, optimizer=None).eval()
+    dims = {"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id, "num_classes": 2}
+    task = SequenceClassificationTask(model=MODELS[args.model], dims=dims, optimizer=None).eval()
     labels, max_length = ["negative", "positive"], 128
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,9 +2,9 @@
 
 Read top to bottom: `LayerNorm` (with optional bias), `CausalSelfAttention`, `MLP`, `Block`,
 `GPTConfig`, `GPT` (forward, generate), `GPTClassifier`. The model is configured by plain keyword
-arguments (`GPT(vocab_size=65, block_size=64, n_layer=4, ...)`); `model.config` holds them as a
+arguments (`GPT(vocab_size=65, block_size=64, num_layers=4, ...)`); `model.config` holds them as a
 `GPTConfig`. Input and output embeddings are tied; residual projections start scaled down by
-sqrt(2 * n_layer) as in GPT-2.
+sqrt(2 * num_layers) as in GPT-2.
 """
 
 import math
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models import check_sizes
+from seqlab.models.masks import padding_mask
 from seqlab.models.sampling import sample_next_token
 
 
@@ -33,18 +34,18 @@ class LayerNorm(nn.Module):
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: "GPTConfig") -> None:
         super().__init__()
-        if config.n_embd % config.n_head:
-            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        if config.hidden_dim % config.num_heads:
+            raise ValueError(f"hidden_dim ({config.hidden_dim}) must be divisible by num_heads ({config.num_heads})")
+        self.c_attn = nn.Linear(config.hidden_dim, 3 * config.hidden_dim, bias=config.bias)  # q, k, v for all heads
+        self.c_proj = nn.Linear(config.hidden_dim, config.hidden_dim, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.n_head = config.n_head
+        self.num_heads = config.num_heads
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         # Flash / memory-efficient kernels where available; the plain equivalent is
         # softmax((q @ k^T) / sqrt(hs) masked to the lower triangle) @ v.
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
@@ -55,8 +56,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: "GPTConfig") -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.hidden_dim, 4 * config.hidden_dim, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.hidden_dim, config.hidden_dim, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,9 +67,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: "GPTConfig") -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = LayerNorm(config.hidden_dim, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.hidden_dim, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,9 +81,9 @@ class Block(nn.Module):
 class GPTConfig:
     vocab_size: int
     block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    hidden_dim: int = 128
     dropout: float = 0.0
     bias: bool = False  # biases in Linears and LayerNorms: GPT-2 has them; a little better and faster without
 
@@ -94,30 +95,30 @@ class GPT(nn.Module):
         self,
         vocab_size: int,
         block_size: int = 64,
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        hidden_dim: int = 128,
         dropout: float = 0.0,
         bias: bool = False,
     ) -> None:
         super().__init__()
-        check_sizes(block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        self.config = config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+        check_sizes(block_size=block_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim)
+        self.config = config = GPTConfig(vocab_size, block_size, num_layers, num_heads, hidden_dim, dropout, bias)
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
+                wte=nn.Embedding(config.vocab_size, config.hidden_dim),
+                wpe=nn.Embedding(config.block_size, config.hidden_dim),
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+                h=nn.ModuleList(Block(config) for _ in range(config.num_layers)),
+                ln_f=LayerNorm(config.hidden_dim, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
         self.apply(self._init_weights)
         for name, parameter in self.named_parameters():
             if name.endswith("c_proj.weight"):  # residual projections: their sum over layers keeps unit scale
-                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.num_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -134,7 +135,7 @@ class GPT(nn.Module):
         return count - self.transformer.wpe.weight.numel() if non_embedding else count
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The final (normalised) hidden state of every position: (B, T) -> (B, T, n_embd)."""
+        """The final (normalised) hidden state of every position: (B, T) -> (B, T, hidden_dim)."""
         T = input_ids.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}")
@@ -182,9 +183,9 @@ class GPTClassifier(nn.Module):
         num_classes: int,
         pad_id: int = 0,
         block_size: int = 128,
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        hidden_dim: int = 128,
         dropout: float = 0.1,
         bias: bool = False,
         pooling: str = "last",
@@ -193,9 +194,9 @@ class GPTClassifier(nn.Module):
         if pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
         self.pooling = pooling
-        self.backbone = GPT(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+        self.backbone = GPT(vocab_size, block_size, num_layers, num_heads, hidden_dim, dropout, bias)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(n_embd, num_classes)
+        self.head = nn.Linear(hidden_dim, num_classes)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone.hidden_states(input_ids)  # (B, T, C)
@@ -203,7 +204,7 @@ class GPTClassifier(nn.Module):
         if self.pooling == "last":
             pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), lengths - 1]  # (B, C)
         else:
-            valid = (torch.arange(hidden.size(1), device=hidden.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+            valid = padding_mask(lengths, hidden.size(1))[..., None]  # (B, T, 1)
             pooled = (hidden * valid).sum(1) / valid.sum(1).clamp(min=1)
         return self.head(self.dropout(pooled))
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from seqlab.errors import SeqlabError
+from seqlab.models.masks import padding_mask
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ POOLINGS = ("auto", "cls", "mean", "last")
 
 
 def _load_backbone(pretrained: str) -> nn.Module:
+    # Imported here, not at the top: `transformers` is an optional extra, and its import (over half a
+    # second after torch) would slow down every run of seqlab's own models.
     try:
         from transformers import AutoModel
     except ImportError:
@@ -32,7 +35,7 @@ def _load_backbone(pretrained: str) -> nn.Module:
 
 def is_bidirectional(model_type: str) -> bool:
     """Encoders are the families with a masked-language-model head; the rest (GPT-2, Llama, ...) are causal."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES  # lazy, as in _load_backbone
 
     return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
@@ -85,7 +88,7 @@ class HFClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(input_ids.device)
-        mask = torch.arange(input_ids.size(1), device=input_ids.device)[None, :] < lengths[:, None]  # (B, T)
+        mask = padding_mask(lengths, input_ids.size(1))  # (B, T)
         hidden = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state  # (B, T, H)
         if self.pooling == "cls":
             pooled = hidden[:, 0]

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.models import check_sizes
+from seqlab.models.masks import padding_mask
 from seqlab.models.sampling import sample_next_token
 
 NONLINEARITIES = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
@@ -63,7 +64,7 @@ class ElmanRNN(nn.Module):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(inputs.device)
         steps = torch.arange(inputs.size(1), device=inputs.device)
-        valid = steps[None, :] < lengths[:, None]  # (B, T)
+        valid = padding_mask(lengths, inputs.size(1))  # (B, T)
         # Reversing each sequence inside its own length: position t reads position length-1-t.
         reversed_index = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0)  # (B, T)
         directions = 2 if self.bidirectional else 1
@@ -153,8 +154,7 @@ class RNNClassifier(nn.Module):
             pooled = torch.cat(list(hidden[-directions:]), dim=-1)  # top layer (layers * dirs, B, H) -> (B, H * dirs)
         else:
             outputs = outputs[:, : int(lengths.max())]  # (B, T_max, H * dirs)
-            valid = (torch.arange(outputs.size(1), device=outputs.device)[None, :] < lengths.to(outputs.device)[:, None])
-            valid = valid.unsqueeze(-1)
+            valid = padding_mask(lengths.to(outputs.device), outputs.size(1)).unsqueeze(-1)  # (B, T_max, 1)
             if self.pooling == "mean":
                 pooled = (outputs * valid).sum(1) / valid.sum(1).clamp(min=1)
             else:

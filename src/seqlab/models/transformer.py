@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models import check_sizes
+from seqlab.models.masks import padding_mask
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
 
@@ -51,13 +52,13 @@ class RotaryEmbedding(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention over all unmasked positions (bidirectional)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
+        self.proj = nn.Linear(hidden_dim, hidden_dim)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
         self.rotary = rotary
@@ -65,7 +66,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
         # key_mask (B, 1, 1, T): True where the key is a real token, so every query ignores padding.
@@ -75,10 +76,10 @@ class SelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+    def __init__(self, hidden_dim: int, ff_dim: int, dropout: float) -> None:
         super().__init__()
-        self.fc = nn.Linear(d_model, d_ff)
-        self.proj = nn.Linear(d_ff, d_model)
+        self.fc = nn.Linear(hidden_dim, ff_dim)
+        self.proj = nn.Linear(ff_dim, hidden_dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,12 +89,12 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm: x + attention(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
+    def __init__(self, hidden_dim: int, num_heads: int, ff_dim: int, dropout: float, rotary: RotaryEmbedding | None) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout, rotary)
-        self.ln_2 = nn.LayerNorm(d_model)
-        self.mlp = MLP(d_model, d_ff, dropout)
+        self.ln_1 = nn.LayerNorm(hidden_dim)
+        self.attn = SelfAttention(hidden_dim, num_heads, dropout, rotary)
+        self.ln_2 = nn.LayerNorm(hidden_dim)
+        self.mlp = MLP(hidden_dim, ff_dim, dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), key_mask)
@@ -113,10 +114,10 @@ class TransformerClassifier(nn.Module):
         vocab_size: int,
         num_classes: int,
         pad_id: int = 0,
-        d_model: int = 128,
-        n_heads: int = 4,
-        n_layers: int = 2,
-        d_ff: int | None = None,
+        hidden_dim: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ff_dim: int | None = None,
         dropout: float = 0.1,
         max_len: int = 512,
         positions: str = "learned",
@@ -127,22 +128,22 @@ class TransformerClassifier(nn.Module):
             raise ValueError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
-        check_sizes(d_model=d_model, n_heads=n_heads, n_layers=n_layers, max_len=max_len)
+        check_sizes(hidden_dim=hidden_dim, num_heads=num_heads, num_layers=num_layers, max_len=max_len)
         self.positions = positions
         self.pooling = pooling
         self.max_len = max_len
         slots = max_len + (1 if pooling == "cls" else 0)  # the CLS vector takes position 0
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.embedding = nn.Embedding(vocab_size, hidden_dim, padding_idx=pad_id)
         # One vector (not a matrix), so like other embeddings it is exempt from weight decay.
-        self.cls = nn.Parameter(torch.zeros(d_model)) if pooling == "cls" else None
-        self.position_embedding = nn.Embedding(slots, d_model) if positions == "learned" else None
+        self.cls = nn.Parameter(torch.zeros(hidden_dim)) if pooling == "cls" else None
+        self.position_embedding = nn.Embedding(slots, hidden_dim) if positions == "learned" else None
         if positions == "sinusoidal":
-            self.register_buffer("position_table", sinusoidal_table(slots, d_model), persistent=False)
-        rotary = RotaryEmbedding(d_model // n_heads, slots) if positions == "rotary" else None
+            self.register_buffer("position_table", sinusoidal_table(slots, hidden_dim), persistent=False)
+        rotary = RotaryEmbedding(hidden_dim // num_heads, slots) if positions == "rotary" else None
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff or 4 * d_model, dropout, rotary) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, num_classes)
+        self.blocks = nn.ModuleList(Block(hidden_dim, num_heads, ff_dim or 4 * hidden_dim, dropout, rotary) for _ in range(num_layers))
+        self.ln_f = nn.LayerNorm(hidden_dim)
+        self.head = nn.Linear(hidden_dim, num_classes)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -170,7 +171,7 @@ class TransformerClassifier(nn.Module):
         elif self.positions == "sinusoidal":
             x = x + self.position_table[: x.size(1)].to(x.dtype)
         x = self.dropout(x)
-        valid = torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None]  # (B, T')
+        valid = padding_mask(lengths, x.size(1))  # (B, T')
         key_mask = valid[:, None, None, :]  # (B, 1, 1, T')
         for block in self.blocks:
             x = block(x, key_mask)

@@ -1,54 +1,43 @@
 """Sequence classification: cross-entropy (or one logit with BCE for two classes), accuracy, macro F1, AUROC."""
 
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import AUROC, Accuracy, F1Score, MetricCollection
 
-from seqlab.runs.record import check_checkpoint_fits
-from seqlab.errors import SeqlabError
-from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.base import STAGES, Task
 from seqlab.tasks.step_logging import logs_this_step
 
-log = logging.getLogger(__name__)
 
-STAGES = ("train", "val", "test")
+class SequenceClassificationTask(Task):
+    """Wraps a classifier built by `model(**dims)`: the data's sizes (`vocab_size`, `pad_id`, `num_classes`).
 
-
-class SequenceClassificationTask(pl.LightningModule):
-    """Wraps a classifier built by `model(num_classes=...)`.
-
-    `binary_output="sigmoid"` gives two-class problems one logit trained with BCE; "softmax" keeps
-    two logits and cross-entropy. Metrics are torchmetrics objects, one collection per stage.
+    `binary_output="sigmoid"` gives two-class problems one logit trained with BCE (the model is
+    built with `num_classes=1`); "softmax" keeps two logits and cross-entropy. Metrics are
+    torchmetrics objects, one collection per stage.
     """
+
+    model_kind = "a classifier"
+    model_choices = "task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier"
 
     def __init__(
         self,
         model: Callable[..., nn.Module],
-        num_classes: int,
+        dims: Mapping[str, Any],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., dict[str, Any]] | None = None,
         binary_output: str = "softmax",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler)
         if binary_output not in ("softmax", "sigmoid"):
             raise ValueError(f"binary_output must be 'softmax' or 'sigmoid', got {binary_output!r}")
-        self.num_classes = num_classes
-        self.single_logit = num_classes == 2 and binary_output == "sigmoid"
-        try:
-            self.net = model(num_classes=1 if self.single_logit else num_classes)
-        except TypeError as error:
-            raise SeqlabError(f"the model is not a classifier ({error}): task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier") from None
-        except ValueError as error:  # models name the argument they refuse first, and it is its key under `model.`
-            raise SeqlabError(f"model.{error}") from None
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        self.num_classes = dims["num_classes"]
+        self.single_logit = self.num_classes == 2 and binary_output == "sigmoid"
+        self.net = self.build_model(model, {**dims, "num_classes": 1 if self.single_logit else self.num_classes})
         self.label_smoothing = label_smoothing
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage) for stage in STAGES})
@@ -144,17 +133,3 @@ class SequenceClassificationTask(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"])
-
-    def on_fit_start(self) -> None:
-        count = sum(p.numel() for p in self.net.parameters())
-        log.info("model: %s, %s parameters", type(self.net).__name__, f"{count:,}")
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_fits(self, checkpoint, self.trainer.ckpt_path)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.optimizer_factory, self.net)
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}

@@ -1,21 +1,32 @@
-"""Classification fine-tuning: separate rates for head and backbone, layer-wise rate decay, frozen
-parameters by name, and LoRA adapters, on top of the classification task.
+"""Fine-tuning: the classification task with separate rates for head and backbone, layer-wise rate
+decay, frozen parameters by name and LoRA adapters; and the start from a seqlab checkpoint (the
+`finetune` config group), weights matched by name with a report of what loaded, and a callback that
+freezes the backbone for the first epochs.
 
 Parameter names are those of the model (`task.net`): `head.weight`, `backbone.transformer.h.0...`.
 Patterns are globs (`*` matches dots too).
 """
 
+import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
+from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.lora import add_lora, is_lora_parameter, merge_lora
+from seqlab.runs.record import SavedRun, read_run
 from seqlab.tasks.classification import SequenceClassificationTask
 from seqlab.tasks.optim import build_optimizer
 
@@ -69,7 +80,7 @@ class FineTuningClassificationTask(SequenceClassificationTask):
     def __init__(
         self,
         model: Callable[..., nn.Module],
-        num_classes: int,
+        dims: Mapping[str, Any],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., dict[str, Any]] | None = None,
         binary_output: str = "softmax",
@@ -82,7 +93,7 @@ class FineTuningClassificationTask(SequenceClassificationTask):
         freeze: Sequence[str] = (),
         lora: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, num_classes, optimizer, scheduler, binary_output, label_smoothing)
+        super().__init__(model, dims, optimizer, scheduler, binary_output, label_smoothing)
         self.head_patterns = list(head)
         names = [name for name, _ in self.net.named_parameters()]
         if not any(matches(name, self.head_patterns) for name in names):
@@ -129,3 +140,146 @@ class FineTuningClassificationTask(SequenceClassificationTask):
         merge_lora(self.net)
         self.adapted = []
         return self.net
+
+
+# -- from a pretrained seqlab checkpoint (the `finetune` config group) ---------------------------
+
+REPORT_FILE = "finetune_keys.json"
+# Where the fine-tuning data's tokenizer comes from: the pretraining run's checkpoint, or the data's own.
+TOKENIZER_SOURCES = ("checkpoint", "data")
+
+
+@dataclass
+class LoadReport:
+    """Key names below the prefixes. `loaded`: copied; `missing`: the model's keys the (included)
+    checkpoint has no value for; `unexpected`: included checkpoint keys the model lacks;
+    `shape_mismatched`: in both with different shapes (not copied); `excluded`: left out by the patterns."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatched: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"{len(getattr(self, name))} {name.replace('_', '-')}"
+            for name in ("loaded", "missing", "unexpected", "shape_mismatched", "excluded")
+        )
+
+
+def load_matching(
+    module: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    source_prefix: str = "",
+    target_prefix: str = "",
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = (),
+) -> LoadReport:
+    """Copy the checkpoint tensors whose names (after `source_prefix`) equal the module's state names
+    (after `target_prefix`), pass `include` and not `exclude`, and have the module's shape."""
+    source = {key[len(source_prefix):]: value for key, value in state_dict.items() if key.startswith(source_prefix)}
+    target = {key[len(target_prefix):]: value for key, value in module.state_dict().items() if key.startswith(target_prefix)}
+    selected = {key: value for key, value in source.items() if matches(key, include) and not matches(key, exclude)}
+    report = LoadReport(excluded=sorted(set(source) - set(selected)), unexpected=sorted(set(selected) - set(target)))
+    copied = {}
+    for key in sorted(set(selected) & set(target)):
+        if selected[key].shape == target[key].shape:
+            copied[target_prefix + key] = selected[key]
+            report.loaded.append(key)
+        else:
+            report.shape_mismatched[key] = {"checkpoint": list(selected[key].shape), "model": list(target[key].shape)}
+    report.missing = sorted(set(target) - set(selected))
+    module.load_state_dict(copied, strict=False)
+    return report
+
+
+def read_pretrained_run(finetune: DictConfig) -> SavedRun:
+    """The checkpoint `finetune.from_ckpt` names, read once: the data's tokenizer (with
+    finetune.tokenizer=checkpoint) and the model's weights both come from this one read."""
+    if OmegaConf.is_missing(finetune, "from_ckpt") or not finetune.from_ckpt:
+        raise SeqlabError("fine-tuning needs finetune.from_ckpt=<checkpoint> (a pretraining run's metrics.json names its best)")
+    if finetune.tokenizer not in TOKENIZER_SOURCES:
+        raise SeqlabError(f"finetune.tokenizer={finetune.tokenizer!r}: use 'checkpoint' (the pretraining run's tokenizer) or 'data'")
+    return read_run(str(finetune.from_ckpt), f"finetune.from_ckpt={finetune.from_ckpt}")
+
+
+def check_vocabulary(tokenizer: TextTokenizer, pretrained: SavedRun) -> None:
+    """Token ids only mean the same tokens under the same fitted tokenizer."""
+    theirs = pretrained.tokenizer
+    if type(tokenizer) is not type(theirs) or tokenizer.state() != theirs.state():
+        raise SeqlabError(
+            f"the vocabulary differs from the pretraining run's: the data's tokenizer is {type(tokenizer).__name__} with "
+            f"{tokenizer.vocab_size} tokens, {pretrained.path} was trained with {type(theirs).__name__} with "
+            f"{theirs.vocab_size}; fine-tune with finetune.tokenizer=checkpoint to tokenise with the pretraining run's tokenizer"
+        )
+
+
+def initialise_from_checkpoint(task: nn.Module, tokenizer: TextTokenizer, pretrained: SavedRun, finetune: DictConfig, run_dir: Path) -> LoadReport:
+    """Load the pretrained weights into `task` as `finetune` says, write the key report to the run dir
+    and log it; stop when the vocabulary differs or nothing matches."""
+    check_vocabulary(tokenizer, pretrained)
+    source_prefix, target_prefix = finetune.source_prefix, finetune.target_prefix
+    report = load_matching(task, pretrained.state_dict, source_prefix, target_prefix, list(finetune.include), list(finetune.exclude))
+    if not report.loaded:
+        raise SeqlabError(
+            f"no weights of {pretrained.path} match the model: checkpoint keys under {source_prefix!r} (e.g. "
+            f"{', '.join((report.unexpected + list(report.shape_mismatched) + report.excluded)[:3]) or 'none'}) vs model keys under "
+            f"{target_prefix!r} (e.g. {', '.join(report.missing[:3]) or 'none'}); set finetune.source_prefix/target_prefix/include"
+        )
+    if rank_zero_only.rank == 0:
+        (run_dir / REPORT_FILE).write_text(json.dumps({"from_ckpt": pretrained.path, **asdict(report)}, indent=2) + "\n")
+    log.info("finetune: from %s: %s (%s)", pretrained.path, report.summary(), run_dir / REPORT_FILE)
+    for kind in ("missing", "unexpected", "shape_mismatched"):
+        if getattr(report, kind):
+            log.info("finetune: %s: %s", kind.replace("_", "-"), ", ".join(list(getattr(report, kind))[:20]))
+    return report
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Freeze every trainable parameter of the model except the head's for the first `epochs` epochs,
+    then train them too (Lightning's BaseFinetuning runs the schedule and restores it on resume).
+
+    With task=finetune_classification the backbone is in the optimiser from the start, at
+    `task.backbone_lr_scale` times the head's rate, so after unfreezing it learns at that lower rate
+    under the same schedule; with another task its parameters join as a new group at
+    `lr_scale` times the head's current rate.
+    """
+
+    def __init__(self, epochs: int = 1, head: Sequence[str] = ("head.*",), lr_scale: float = 0.1) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.head = list(head)
+        self.lr_scale = lr_scale
+        self.frozen_names: list[str] = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # validating or testing afterwards changes nothing
+            super().setup(trainer, pl_module, stage)
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        if self.epochs <= 0:
+            return
+        self.frozen_names = [
+            name for name, parameter in pl_module.named_parameters() if parameter.requires_grad and not matches(name.removeprefix("net."), self.head)
+        ]
+        if not self.frozen_names:
+            raise SeqlabError(f"FreezeBackbone: every trainable parameter matches head={self.head}; nothing to freeze")
+        parameters = dict(pl_module.named_parameters())
+        for name in self.frozen_names:
+            parameters[name].requires_grad_(False)
+        log.info("finetune: backbone frozen (%d tensors) until epoch %d", len(self.frozen_names), self.epochs)
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if not self.frozen_names or epoch < self.epochs:
+            return
+        parameters = dict(pl_module.named_parameters())
+        unfrozen = [parameters[name] for name in self.frozen_names]
+        for parameter in unfrozen:
+            parameter.requires_grad_(True)
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        joining = [p for p in unfrozen if id(p) not in in_optimizer]
+        if joining:
+            optimizer.add_param_group({"params": joining, "lr": optimizer.param_groups[0]["lr"] * self.lr_scale})
+        log.info("finetune: backbone unfrozen at epoch %d", epoch)
+        self.frozen_names = []

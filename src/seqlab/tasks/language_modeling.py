@@ -3,10 +3,9 @@ at the end of every validation."""
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
@@ -14,20 +13,16 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from seqlab.runs.record import check_checkpoint_fits
 from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
-from seqlab.errors import SeqlabError
-from seqlab.tasks.optim import build_optimizer
+from seqlab.tasks.base import STAGES, Task
 from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "val", "test")
 
-
-class LanguageModelingTask(pl.LightningModule):
-    """Wraps a language model built by `model()`: token ids (B, T) -> next-token logits (B, T, V).
+class LanguageModelingTask(Task):
+    """Wraps a language model built by `model(**dims)` (`vocab_size`): token ids (B, T) -> next-token logits (B, T, V).
 
     Losses are averaged over predicted tokens (targets equal to -100 are skipped), so an epoch's
     `loss` is the mean over its tokens, not over its batches; `ppl` is exp(loss) and, for character
@@ -35,9 +30,13 @@ class LanguageModelingTask(pl.LightningModule):
     by `sample_length` tokens; the text goes to the log and to TensorBoard or W&B when they are on.
     """
 
+    model_kind = "a language model"
+    model_choices = "task=language_modeling takes model=gpt or lstm_lm"
+
     def __init__(
         self,
         model: Callable[..., nn.Module],
+        dims: Mapping[str, Any],
         tokenizer: TextTokenizer,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., dict[str, Any]] | None = None,
@@ -47,16 +46,9 @@ class LanguageModelingTask(pl.LightningModule):
         sample_top_k: int | None = None,
         sample_top_p: float | None = None,
     ) -> None:
-        super().__init__()
-        try:
-            self.net = model()
-        except TypeError as error:
-            raise SeqlabError(f"the model is not a language model ({error}): task=language_modeling takes model=gpt or lstm_lm") from None
-        except ValueError as error:  # models name the argument they refuse first, and it is its key under `model.`
-            raise SeqlabError(f"model.{error}") from None
+        super().__init__(optimizer, scheduler)
+        self.net = self.build_model(model, dims)
         self.tokenizer = tokenizer
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.char_level = isinstance(tokenizer, CharTokenizer)
         self.sample_length = sample_length
         self.sample_prompt = sample_prompt
@@ -118,10 +110,6 @@ class LanguageModelingTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def on_fit_start(self) -> None:
-        count = sum(p.numel() for p in self.net.parameters())
-        log.info("model: %s, %s parameters", type(self.net).__name__, f"{count:,}")
-
     def sample(self, length: int | None = None) -> str:
         """The model's continuation of `sample_prompt` (of the first validation token when the prompt
         has no tokens in this vocabulary), drawn from its own RNG stream so training draws stay the same."""
@@ -151,13 +139,3 @@ class LanguageModelingTask(pl.LightningModule):
                 logger.log_text(key="val/sample", columns=["step", "text"], data=[[step, text]])
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("val/sample", text, global_step=step)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_fits(self, checkpoint, self.trainer.ckpt_path)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.optimizer_factory, self.net)
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}

@@ -35,7 +35,7 @@ def parameter_groups(
             if isinstance(submodule, NO_DECAY_MODULES) or parameter.ndim < 2:
                 no_decay[id(parameter)] = parameter
     include = include or (lambda name, parameter: parameter.requires_grad)
-    # Without scales there are always two groups, decaying and not, as callers index them.
+    # Without scales there are always two groups, decaying and not (either may be empty).
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {} if lr_scale else {(True, 1.0): [], (False, 1.0): []}
     for name, parameter in module.named_parameters():
         if include(name, parameter):
