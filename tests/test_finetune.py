@@ -1,9 +1,11 @@
 """Fine-tuning the project's Transformers: partial loading by name, frozen weights, layer-wise rates,
 LoRA (merged = unmerged), and pretrain -> fine-tune end to end on generated text."""
 
+import collections
 import functools
 import itertools
 import json
+import os
 import random
 
 import pytest
@@ -14,14 +16,13 @@ from torch.utils.data import DataLoader
 
 from conftest import read_metrics
 from seqlab.errors import SeqlabError
-from seqlab.finetune import REPORT_FILE, FreezeBackbone, load_matching
 from seqlab.models.gpt import GPT, GPTClassifier
 from seqlab.models.lora import LoRALinear, add_lora, merge_lora
 from seqlab.models.transformer import TransformerClassifier
-from seqlab.tasks.finetuning import FineTuningClassificationTask, layerwise_scales
+from seqlab.tasks.finetuning import REPORT_FILE, FineTuningClassificationTask, FreezeBackbone, layerwise_scales, load_matching
 from seqlab.cli.train import train
 
-TINY_GPT = {"block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 16, "dropout": 0.0}
+TINY_GPT = {"block_size": 16, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "dropout": 0.0}
 
 
 class Holder(nn.Module):
@@ -68,8 +69,8 @@ def _batches(vocab_size: int, count: int, seed: int = 0) -> list[dict[str, torch
 def _task(**kwargs) -> FineTuningClassificationTask:
     torch.manual_seed(0)
     return FineTuningClassificationTask(
-        model=lambda num_classes: GPTClassifier(vocab_size=30, num_classes=num_classes, **TINY_GPT),
-        num_classes=2,
+        model=functools.partial(GPTClassifier, **TINY_GPT),
+        dims={"vocab_size": 30, "num_classes": 2},
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.1),
         **kwargs,
     )
@@ -137,7 +138,7 @@ def test_lora_merged_model_gives_the_unmerged_outputs(architecture):
         model = GPTClassifier(vocab_size=30, num_classes=3, **TINY_GPT)
         targets = ["*.c_attn", "*.c_proj", "*.c_fc"]
     else:
-        model = TransformerClassifier(vocab_size=30, num_classes=3, d_model=16, n_heads=2, n_layers=2, max_len=16)
+        model = TransformerClassifier(vocab_size=30, num_classes=3, hidden_dim=16, num_heads=2, num_layers=2, max_len=16)
         targets = ["*.qkv", "*.proj", "*.fc"]
     plain_keys = set(model.state_dict())
     adapted = add_lora(model, targets, rank=4, alpha=8, dropout=0.1)
@@ -198,7 +199,7 @@ def _write_data(root, seed: int = 0) -> None:
     (root / "tinyshakespeare" / "input.txt").write_text("\n".join(_sentence(rng, rng.randint(0, 1)) for _ in range(300)))
 
 
-SMALL_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=16", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+SMALL_MODEL = ["model.num_layers=1", "model.num_heads=2", "model.hidden_dim=16", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +306,42 @@ def test_gpt_classifier_safetensors_bundle_predicts_what_its_checkpoint_predicts
     from_checkpoint, from_bundle = probabilities(f"ckpt_path={checkpoint}"), probabilities(f"bundle={bundle_dir}")
     assert len(from_bundle) == 3
     assert all(abs(a[name] - b[name]) <= 1e-6 for a, b in zip(from_checkpoint, from_bundle) for name in a)
+
+
+def test_a_checkpoint_is_read_once_to_fine_tune_from_and_once_to_evaluate(pretrained, compose_config, in_hydra, tmp_path, monkeypatch):
+    """A checkpoint can be large: seqlab reads the pretraining run's once for its tokenizer and weights,
+    and seqlab-eval reads the checkpoint it tests once in all (not again through Lightning)."""
+    from seqlab.cli.eval import evaluate
+
+    data_dir, ckpt, _ = pretrained
+    reads = collections.Counter()
+    load = torch.load
+
+    def counting_load(source, *args, **kwargs):
+        # Lightning opens the file itself and passes the open file.
+        reads[os.path.realpath(source if isinstance(source, (str, os.PathLike)) else source.path)] += 1
+        return load(source, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    in_hydra(train, compose_config(_finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1")))
+    assert reads[os.path.realpath(ckpt)] == 1
+    fine_tuned = read_metrics(tmp_path / "run")["ckpt_path"]
+
+    reads.clear()
+    in_hydra(evaluate, compose_config([f"ckpt_path={fine_tuned}", f"paths.data_dir={data_dir}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"))
+    assert reads == {os.path.realpath(fine_tuned): 1}
+
+
+def test_a_checkpoint_naming_freeze_backbone_at_its_old_path_still_reads(pretrained, tmp_path):
+    """Runs fine-tuned before FreezeBackbone moved beside the tasks recorded seqlab.finetune.FreezeBackbone."""
+    from seqlab.runs import read_run
+
+    _, ckpt, _ = pretrained
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["seqlab"]["config"]["callbacks"]["freeze_backbone"] = {"_target_": "seqlab.finetune.FreezeBackbone", "epochs": 1}
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    saved = read_run(str(tmp_path / "old.ckpt"))
+    assert saved.config["callbacks"]["freeze_backbone"]["_target_"] == "seqlab.tasks.finetuning.FreezeBackbone"
 
 
 def test_fine_tuning_with_another_vocabulary_stops_with_a_clear_message(pretrained, compose_config, in_hydra, tmp_path):

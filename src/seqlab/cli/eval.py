@@ -3,12 +3,18 @@
 The checkpoint carries the run's config, tokenizer and labels; overrides on the command line
 still apply to them (`data.batch_size=64`, `paths.data_dir=...`). Trainer, loggers and paths
 are this command's own.
+
+Imports of torch and Lightning (and of the seqlab modules that import them) happen inside the task
+function, so `--help` answers at once.
 """
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqlab.errors import reports_errors
+from seqlab.cli.config_checks import check_override_types
+from seqlab.errors import SeqlabError, reports_errors
 from seqlab.sweeps.plugins import register_sweepers
 
 register_sweepers()
@@ -19,10 +25,6 @@ RUN_KEYS = ("data", "model", "task", "optimizer", "scheduler", "monitor", "monit
 
 def run_config(cfg: DictConfig, saved: dict) -> DictConfig:
     """This command's config with the run's data, model and task, and this command's overrides on top."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf, open_dict
-
     merged = cfg.copy()
     with open_dict(merged):
         for key in RUN_KEYS:
@@ -41,25 +43,25 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `ckpt_path` on its run's test split; write metrics.json."""
     from seqlab import runs
     from seqlab.loggers import finish_wandb
-    from seqlab.runs.record import check_run_record, read_run_record
-    from seqlab.cli.config_checks import check_override_types
     from seqlab.reports.evaluation import evaluation_report
+    from seqlab.runs.trained import load_weights
 
     check_override_types(cfg)
     if cfg.get("ckpt_path") in (None, "last"):
-        raise runs.SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
+        raise SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
     ckpt_path = runs.resolve_ckpt_path(cfg)
-    record = read_run_record(ckpt_path)
-    check_run_record(record, ckpt_path)
-    cfg = run_config(cfg, record["config"])
+    saved = runs.read_run(ckpt_path)
+    cfg = run_config(cfg, saved.config)
     runs.write_resolved_config(cfg)
 
     failed = True
     try:
-        datamodule = runs.build_datamodule(cfg, record)
+        datamodule = runs.build_datamodule(cfg, saved.tokenizer, saved.label_names)
         task = runs.build_task(cfg, datamodule)
+        load_weights(task, saved)  # the checkpoint's weights from this one read: Lightning need not read it again
+        del saved  # its weights are in the task now
         trainer = runs.build_trainer(cfg)
-        metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)[0])
+        metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule)[0])
         metrics.update(datamodule.split_sizes)
         report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg))
         runs.write_json(runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, **({"report": report} if report else {})})

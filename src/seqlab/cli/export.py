@@ -1,9 +1,21 @@
-"""seqlab-export: write a checkpoint as a self-contained bundle (ONNX or safetensors) for seqlab-predict and seqlab-serve."""
+"""seqlab-export: write a checkpoint as a self-contained bundle (ONNX or safetensors) for seqlab-predict and seqlab-serve.
+
+Imports of torch (and of the seqlab modules and exporters that import it) happen inside the task
+function, so `--help` answers at once.
+"""
+
+import json
+import logging
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from seqlab.errors import reports_errors
+from seqlab.cli.config_checks import check_override_types
+from seqlab.data.download import sha256_of
+from seqlab.data.labels import write_label_ids
+from seqlab.errors import SeqlabError, reports_errors
+
+log = logging.getLogger(__name__)
 
 # Token limit used to check an exported model that was trained without one.
 CHECK_LENGTH_WITHOUT_LIMIT = 256
@@ -12,27 +24,19 @@ CHECK_LENGTH_WITHOUT_LIMIT = 256
 @reports_errors
 def export(cfg: DictConfig) -> str:
     """Export `ckpt_path` as `format` into `output_dir`; return the bundle's path."""
-    import json
-    import logging
-
-    from omegaconf import OmegaConf
     from safetensors.torch import save_model
 
     from seqlab import runs
-    from seqlab.cli.config_checks import check_override_types
-    from seqlab.data.download import sha256_of
-    from seqlab.data.labels import write_label_ids
     from seqlab.deploy import bundle
-    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
+    from seqlab.runs.trained import CLASSIFICATION, load_trained_task, token_limit
 
-    log = logging.getLogger(__name__)
     check_override_types(cfg)
     if cfg.format not in bundle.FORMATS:
-        raise runs.SeqlabError(f"format={cfg.format!r} is not supported: choose one of {', '.join(bundle.FORMATS)}")
+        raise SeqlabError(f"format={cfg.format!r} is not supported: choose one of {', '.join(bundle.FORMATS)}")
     if cfg.get("ckpt_path") in (None, "last"):
-        raise runs.SeqlabError("seqlab-export needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
+        raise SeqlabError("seqlab-export needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
     if not cfg.get("output_dir"):
-        raise runs.SeqlabError("seqlab-export needs output_dir=<dir> for the bundle (it must not exist yet, or add overwrite=true)")
+        raise SeqlabError("seqlab-export needs output_dir=<dir> for the bundle (it must not exist yet, or add overwrite=true)")
     ckpt_path = runs.resolve_ckpt_path(cfg)
     trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export")
     datamodule, task = trained.datamodule, trained.task

@@ -1,28 +1,31 @@
 """seqlab-generate: continue a prompt with a language model from its checkpoint and print the text.
 
 Only the samples go to stdout, so the output can be piped; notes go to the log (stderr).
+
+Imports of torch (and of the seqlab modules that import it) happen inside the task function, so
+`--help` answers at once.
 """
+
+import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.errors import reports_errors
+from seqlab.cli.config_checks import check_override_types
+from seqlab.errors import SeqlabError, reports_errors
+
+log = logging.getLogger(__name__)
 
 
 @reports_errors
 def generate(cfg: DictConfig) -> list[str]:
     """Print `num_samples` continuations of `prompt`, each prompt included; return them."""
-    import logging
-    import sys
-
     import torch
 
     from seqlab import runs
-    from seqlab.cli.config_checks import check_override_types
-    from seqlab.deploy.checkpoints import LANGUAGE_MODEL, load_trained_task
-    from seqlab.errors import SeqlabError
+    from seqlab.runs.trained import LANGUAGE_MODEL, load_trained_task
 
-    log = logging.getLogger(__name__)
     check_override_types(cfg)
     if cfg.get("ckpt_path") in (None, "last"):
         raise SeqlabError("seqlab-generate needs ckpt_path=<language-model checkpoint>")

@@ -2,35 +2,35 @@
 
 The input streams through in batches under a progress bar; the output, one JSON object a line in
 input order, appears only when every text has been labelled.
+
+Imports of torch (and of the seqlab modules that import it) happen inside the functions that load a
+model, so `--help` answers at once.
 """
 
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from seqlab.errors import reports_errors
+from seqlab.cli.config_checks import check_override_types
+from seqlab.deploy.inputs import read_text_batches
+from seqlab.errors import SeqlabError, reports_errors
 
 if TYPE_CHECKING:
     from seqlab.deploy.predictors import ClassificationPredictor
+
+log = logging.getLogger(__name__)
 
 
 @reports_errors
 def predict(cfg: DictConfig) -> int:
     """Write predictions for `input` to `output`; return how many texts were labelled."""
-    import itertools
-    import json
-    import logging
-    import os
-    from pathlib import Path
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from seqlab.cli.config_checks import check_override_types
-    from seqlab.deploy.inputs import read_text_batches
-    from seqlab.errors import SeqlabError
-
-    log = logging.getLogger(__name__)
     check_override_types(cfg)
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("bundle")):
         raise SeqlabError("seqlab-predict needs one of ckpt_path=<checkpoint> or bundle=<exported dir>")

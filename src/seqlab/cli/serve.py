@@ -3,18 +3,18 @@
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.errors import reports_errors
+from seqlab.cli.config_checks import check_override_types
+from seqlab.errors import SeqlabError, reports_errors
 
 
 @reports_errors
 def serve(cfg: DictConfig) -> None:
     """Check and load `bundle`, then answer requests until interrupted."""
+    # Uvicorn, FastAPI and torch when serving starts, not for --help.
     import uvicorn
 
-    from seqlab.cli.config_checks import check_override_types
     from seqlab.deploy.predictors import predictor_from_bundle
     from seqlab.deploy.service import ServiceLimits, create_app
-    from seqlab.errors import SeqlabError
 
     check_override_types(cfg)
     if not cfg.get("bundle"):

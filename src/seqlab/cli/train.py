@@ -1,15 +1,22 @@
 """seqlab-train: compose data, model, task, trainer, loggers and callbacks from config; fit; test.
 
-Heavy imports happen inside the task function, so `--help` and `--cfg job` answer at once.
+Imports of torch and Lightning (and of the seqlab modules that import them) happen inside the task
+function, so `--help` and `--cfg job` answer at once.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
+from seqlab.cli.config_checks import check_override_types
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.sweeps.cv import train_folds
 from seqlab.sweeps.plugins import register_sweepers
+
+if TYPE_CHECKING:
+    from seqlab.runs.record import TrainingProgress
 
 register_sweepers()
 
@@ -22,8 +29,6 @@ def train(cfg: DictConfig) -> float | list[float] | None:
     """
     check_something_to_train(cfg)
     if cfg.get("cv") and cfg.cv.get("folds"):
-        from seqlab.sweeps.cv import train_folds
-
         return train_folds(cfg, train_run)
     return train_run(cfg)
 
@@ -31,27 +36,30 @@ def train(cfg: DictConfig) -> float | list[float] | None:
 def train_run(cfg: DictConfig) -> float | list[float] | None:
     import pytorch_lightning as pl
 
+    from seqlab import runs
     from seqlab.launch import cluster, distributed
-    from seqlab import finetune, runs
     from seqlab.loggers import finish_wandb
-    from seqlab.cli.config_checks import check_override_types
+    from seqlab.tasks import finetuning
 
     cluster.adopt_task_ranks()
     check_override_types(cfg)
     ckpt_path = runs.resolve_ckpt_path(cfg) or cluster.resume_checkpoint(cfg)
     if ckpt_path is not None:
-        check_something_left_to_train(cfg, ckpt_path)
+        check_something_left_to_train(cfg, runs.read_run(ckpt_path).progress, runs.run_dir(cfg))
     runs.write_resolved_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
     failed, trainer = True, None
     try:
-        pretrained_tokenizer = finetune.checkpoint_tokenizer(cfg.get("finetune"))
-        datamodule = runs.build_datamodule(cfg, {"tokenizer": pretrained_tokenizer} if pretrained_tokenizer else None)
+        # Fine-tuning: the pretraining run's checkpoint, read once for its tokenizer and its weights.
+        pretrained = finetuning.read_pretrained_run(cfg.finetune) if cfg.get("finetune") else None
+        tokenizer = pretrained.tokenizer if pretrained and cfg.finetune.tokenizer == "checkpoint" else None
+        datamodule = runs.build_datamodule(cfg, tokenizer)
         task = runs.build_task(cfg, datamodule)
-        if cfg.get("finetune") and ckpt_path is None:
-            finetune.initialise_from_checkpoint(task, datamodule.tokenizer, cfg.finetune, runs.run_dir(cfg))
+        if pretrained and ckpt_path is None:  # a resumed run has its weights in its own checkpoint
+            finetuning.initialise_from_checkpoint(task, datamodule.tokenizer, pretrained, cfg.finetune, runs.run_dir(cfg))
+        del pretrained  # its weights are loaded: free them before training
         if pl.utilities.rank_zero_only.rank == 0:
             datamodule.save_to(runs.run_dir(cfg))
         trainer = runs.build_trainer(cfg, datamodule)
@@ -88,17 +96,13 @@ def check_something_to_train(cfg: DictConfig) -> None:
             raise SeqlabError(f"trainer.{key}={value} trains nothing; set it above 0 (seqlab-eval ckpt_path=<checkpoint> tests a trained model)")
 
 
-def check_something_left_to_train(cfg: DictConfig, ckpt_path: str) -> None:
+def check_something_left_to_train(cfg: DictConfig, progress: "TrainingProgress | None", run_dir: Path) -> None:
     """Refuse to resume a finished run (its metrics.json written, its checkpoint at trainer.max_epochs
     or trainer.max_steps): fit would train nothing, and the run would overwrite its metrics.json
-    without the training metrics."""
-    from seqlab import runs
-    from seqlab.runs.record import training_progress
-
-    progress = training_progress(ckpt_path)
+    without the training metrics. `progress` is the resumed checkpoint's (None: weights only)."""
     if progress is None:
         return
-    epochs, steps = progress
+    epochs, steps = progress.epochs, progress.global_step
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
     if max_epochs not in (None, -1) and epochs >= max_epochs:
         limit, reached = "trainer.max_epochs", f"epoch {epochs}"
@@ -107,8 +111,8 @@ def check_something_left_to_train(cfg: DictConfig, ckpt_path: str) -> None:
     else:
         return
     # Without metrics.json the run stopped after training (while testing, or preempted): resuming finishes it.
-    if (runs.run_dir(cfg) / "metrics.json").is_file():
-        raise SeqlabError(f"run dir {runs.run_dir(cfg)} already finished at {reached} (metrics.json); raise {limit} to train further, or use a new hydra.run.dir")
+    if (run_dir / "metrics.json").is_file():
+        raise SeqlabError(f"run dir {run_dir} already finished at {reached} (metrics.json); raise {limit} to train further, or use a new hydra.run.dir")
 
 
 def path_in_run_dir(path: str, run_dir: Path) -> str:

@@ -24,10 +24,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from seqlab import runs
 from seqlab.data.download import sha256_of
 from seqlab.data.labels import read_label_names
-from seqlab.data.tokenizers import saved_tokenizer_class
+from seqlab.data.tokenizers import TextTokenizer, load_tokenizer, saved_tokenizer_class
 from seqlab.errors import SeqlabError
+from seqlab.runs.legacy import upgrade_recorded_config
 from seqlab.runs.recorded_config import check_recorded_config
 
 ONNX = "onnx"
@@ -72,9 +76,7 @@ class Bundle:
     def model_path(self) -> Path:
         return self.path / MODEL_FILES[self.format]
 
-    def tokenizer(self) -> Any:
-        from seqlab.data.tokenizers import load_tokenizer
-
+    def tokenizer(self) -> TextTokenizer:
         return load_tokenizer(self.path / TOKENIZER)
 
     def label_names(self) -> list[str]:
@@ -82,14 +84,10 @@ class Bundle:
 
     def torch_task(self) -> Any:
         """The task rebuilt from config.json with the weights of model.safetensors, in eval mode."""
-        from omegaconf import OmegaConf
-        from safetensors.torch import load_model
+        from safetensors.torch import load_model  # the deploy extra's, needed by safetensors bundles only
 
-        from seqlab import runs
-
-        config = OmegaConf.create(json.loads((self.path / CONFIG).read_text()))
-        record = {"tokenizer": json.loads((self.path / TOKENIZER).read_text()), "label_names": self.label_names()}
-        task = runs.build_task(config, runs.restore_datamodule(config, record))
+        config = OmegaConf.create(upgrade_recorded_config(json.loads((self.path / CONFIG).read_text())))
+        task = runs.build_task(config, runs.restore_datamodule(config, self.tokenizer(), self.label_names()))
         load_model(task, str(self.model_path))
         return task.eval()
 

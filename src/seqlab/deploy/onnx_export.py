@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from seqlab.errors import SeqlabError
+from seqlab.models.masks import padding_mask
 from seqlab.models.rnn import ElmanRNN, RNNClassifier
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class PaddedRNNClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(input_ids.size(1), device=input_ids.device)[None, :]  # (1, T)
         last = (lengths - 1).clamp(min=0)[:, None]  # (B, 1)
-        valid = steps <= last  # (B, T)
+        valid = padding_mask(last[:, 0] + 1, input_ids.size(1))  # (B, T), up to `last` (step 0 for a length 0)
         # Step t of the reversed sequence is step len-1-t of the original; padding stays in place.
         reversed_steps = torch.where(valid, last - steps, steps)
 

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from seqlab.data.batching import PadToLongest
 from seqlab.data.tokenizers import TextTokenizer
+from seqlab.deploy.bundle import ONNX, open_bundle
+from seqlab.runs.trained import CLASSIFICATION, load_trained_task, require_kind, token_limit
 
 
 @dataclass
@@ -53,15 +56,11 @@ class TorchPredictor(ClassificationPredictor):
     """A classification task's own forward (probabilities) in PyTorch."""
 
     def __init__(self, task: Any, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None, device: str = "cpu") -> None:
-        import torch
-
         super().__init__(tokenizer, label_names, max_length)
         self.device = torch.device(device)
         self.task = task.to(self.device).eval()
 
     def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        import torch
-
         with torch.inference_mode():
             probs = self.task(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths).to(self.device))
         return probs.float().cpu().numpy()
@@ -71,7 +70,7 @@ class OnnxPredictor(ClassificationPredictor):
     """An exported ONNX model run by ONNX Runtime; inputs `input_ids` and `lengths`, output `probs`."""
 
     def __init__(self, model_path: str, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None, device: str = "cpu") -> None:
-        import onnxruntime
+        import onnxruntime  # the optional `deploy` extra, which checkpoint predictions do without
 
         super().__init__(tokenizer, label_names, max_length)
         providers = ["CPUExecutionProvider"]
@@ -84,8 +83,6 @@ class OnnxPredictor(ClassificationPredictor):
 
 
 def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu") -> TorchPredictor:
-    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task, token_limit
-
     trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command)
     datamodule = trained.datamodule
     limit = token_limit(datamodule, trained.task.net)
@@ -93,9 +90,6 @@ def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: 
 
 
 def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu") -> ClassificationPredictor:
-    from seqlab.deploy.bundle import ONNX, open_bundle
-    from seqlab.deploy.checkpoints import CLASSIFICATION, require_kind
-
     bundle = open_bundle(bundle_dir)
     require_kind(bundle.kind, CLASSIFICATION, f"bundle {bundle_dir}", command)
     if bundle.format == ONNX:

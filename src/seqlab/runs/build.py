@@ -1,15 +1,17 @@
 """Builds a run's objects from its config: the data, the task around its model, and the trainer."""
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar
 
+from seqlab.data.tokenizers import TextTokenizer
 from seqlab.runs.files import run_dir
 from seqlab.runs.record import RNGStateCheckpoint, RelocatedRunDir, RunRecord
 from seqlab.errors import SeqlabError
@@ -18,54 +20,50 @@ from seqlab.reports.learning_curves import LearningCurves
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, record: dict[str, Any] | None = None) -> pl.LightningDataModule:
-    """Instantiate and set up the data; a checkpoint's run record supplies the fitted tokenizer and labels."""
-    datamodule = restore_datamodule(cfg, record) if record is not None else instantiate(cfg.data)
+def build_datamodule(
+    cfg: DictConfig, tokenizer: TextTokenizer | None = None, label_names: Sequence[str] | None = None
+) -> pl.LightningDataModule:
+    """Instantiate and set up the data; a fitted `tokenizer` (and `label_names`), from a checkpoint
+    (`runs.read_run`), replace the ones the data would fit."""
+    datamodule = restore_datamodule(cfg, tokenizer, label_names) if tokenizer is not None else instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
 
 
-def restore_datamodule(cfg: DictConfig, record: dict[str, Any]) -> pl.LightningDataModule:
-    """The run's DataModule with its fitted tokenizer and labels, not set up: enough to size a model
-    without reading any data."""
-    from seqlab.data.tokenizers import tokenizer_from_dict
-
+def restore_datamodule(cfg: DictConfig, tokenizer: TextTokenizer, label_names: Sequence[str] | None = None) -> pl.LightningDataModule:
+    """The run's DataModule with its fitted tokenizer and a classifier's labels (in output order), not
+    set up: enough to size a model without reading any data."""
     datamodule = instantiate(cfg.data)
-    datamodule.tokenizer = tokenizer_from_dict(record["tokenizer"])
-    if record.get("label_names"):
-        datamodule.label_names = list(record["label_names"])
+    datamodule.tokenizer = tokenizer
+    if label_names:
+        datamodule.label_names = list(label_names)
     return datamodule
-
-
-def model_config(cfg: DictConfig) -> tuple[DictConfig, bool]:
-    """The model's constructor arguments, and `model.compile`, which is seqlab's and not the model's."""
-    model_cfg = cfg.model.copy()
-    with open_dict(model_cfg):
-        compile_model = bool(model_cfg.pop("compile", False))
-    return model_cfg, compile_model
 
 
 def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
     """The task (LightningModule) around the configured model, sized by the data.
 
-    `model.compile=true` compiles the task's model (its `net`) with torch.compile, in place, so
+    The task builds its model from the `model` group's constructor and `datamodule.model_dims()`,
+    every size the model takes from its data (a two-class task with one logit asks for one output).
+    `compile=true` compiles the task's model (its `net`) with torch.compile, in place, so
     checkpoints keep the plain module's parameter names; compiling the LightningModule itself
     fails on `self.log`.
     """
-    model_cfg, compile_model = model_config(cfg)
-    model = instantiate(model_cfg, _partial_=True, **datamodule.model_dims())
+    model = instantiate(cfg.model, _partial_=True)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     try:
-        task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims())
+        task = instantiate(
+            cfg.task, model=model, dims=datamodule.model_dims(), optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **datamodule.task_dims()
+        )
     except InstantiationException as error:
         if isinstance(error.__cause__, SeqlabError):  # a task refusing its model: one line, not Hydra's wrapper
             raise error.__cause__ from None
         raise
-    if compile_model:
+    if cfg.get("compile"):
         net = getattr(task, "net", None)
         if not isinstance(net, torch.nn.Module):
-            raise SeqlabError(f"model.compile=true: {type(task).__name__} keeps no model in `net` to compile")
+            raise SeqlabError(f"compile=true: {type(task).__name__} keeps no model in `net` to compile")
         net.compile()
     return task
 

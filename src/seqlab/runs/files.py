@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
+from seqlab.atomic_files import write_text_atomically
 from seqlab.errors import SeqlabError
 
 
@@ -42,10 +42,8 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 @rank_zero_only
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees half a file, and a failed run leaves none."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """On rank 0, write atomically: a reader never sees half a file, and a failed run leaves none."""
+    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 @rank_zero_only

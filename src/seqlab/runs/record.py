@@ -1,10 +1,13 @@
-"""What a seqlab checkpoint carries besides weights: the run's config, tokenizer and labels, and RNG states.
+"""What a seqlab checkpoint carries besides weights: the run's config, tokenizer and labels, and RNG
+states; and `read_run`, the one reader of a checkpoint for every command that uses one.
 
 Everything is stored as plain containers and tensors, so checkpoints load with
 `torch.load(weights_only=True)`.
 """
 
 import random
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from seqlab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from seqlab.errors import SeqlabError
+from seqlab.runs.legacy import upgrade_recorded_config
+from seqlab.runs.recorded_config import check_recorded_config
 
 RUN_RECORD_KEY = "seqlab"
 
@@ -52,32 +60,73 @@ class RNGStateCheckpoint(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-def read_run_record(ckpt_path: str) -> dict[str, Any]:
-    return load_checkpoint(ckpt_path)[RUN_RECORD_KEY]
+@dataclass(frozen=True)
+class TrainingProgress:
+    """How far a checkpoint's run trained, counted as Lightning counts when it decides whether a
+    resumed fit has anything left to train."""
+
+    epochs: int
+    global_step: int
 
 
-def load_checkpoint(ckpt_path: str) -> dict[str, Any]:
-    """A seqlab checkpoint on the CPU, weights and run record; anything else is refused in one line."""
-    from seqlab.errors import SeqlabError
+@dataclass(frozen=True)
+class SavedRun:
+    """A seqlab checkpoint as `read_run` returns it: its weights, how far it trained, and the run
+    record that rebuilds its run.
 
+    A checkpoint is data from whoever wrote it: the record's config and tokenizer are checked when
+    first used, before anything of them is built, and refused in one line naming `source`. Resuming
+    a run uses neither (its own config rebuilds it), so a run with callbacks of its own resumes.
+    """
+
+    path: str
+    source: str  # how errors name the checkpoint: its path, or the setting that named it
+    record: dict[str, Any] = field(repr=False)  # as written, unchecked: read it through the properties
+    state_dict: dict[str, torch.Tensor] = field(repr=False)  # the task's weights, on the CPU
+    progress: TrainingProgress | None  # None for a checkpoint saved without training state
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's config, unresolved, in today's names (runs.legacy), refused unless it names only
+        seqlab's classes and safe resolvers (`check_recorded_config`)."""
+        config = self.record.get("config")
+        if isinstance(config, dict):
+            config = upgrade_recorded_config(config)
+        check_recorded_config(config, self.source)  # also refuses a config that is not a mapping
+        return config
+
+    @cached_property
+    def tokenizer(self) -> TextTokenizer:
+        """The run's fitted tokenizer, built through seqlab's own table of tokenizers."""
+        return tokenizer_from_dict(self.record.get("tokenizer"), self.source)
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """A classifier's labels in output order; None for a language model."""
+        names = self.record.get("label_names")
+        return list(names) if names else None
+
+
+def read_run(path: str, source: str | None = None) -> SavedRun:
+    """The seqlab checkpoint at `path`, read once; `source` names it in errors (default: the path).
+    No file, a file that is not a checkpoint, or a checkpoint without a run record is refused in
+    one line."""
+    source = source or str(path)
+    if not Path(path).is_file():
+        raise SeqlabError(f"{source}: no such file (pass a checkpoint written by seqlab-train)")
     try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails on other files with many kinds of error (even KeyError)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SeqlabError(f"{ckpt_path} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
-    if not isinstance(checkpoint, dict) or RUN_RECORD_KEY not in checkpoint:
-        raise SeqlabError(f"{ckpt_path} is not a seqlab checkpoint (it has no run record); pass a checkpoint written by seqlab-train")
-    return checkpoint
-
-
-def training_progress(ckpt_path: str) -> tuple[int, int] | None:
-    """The epochs a checkpoint has trained and its global step, counted as Lightning counts them when
-    it decides whether a resumed fit has anything left to train; None for a checkpoint without
-    training state (weights only)."""
-    checkpoint = load_checkpoint(ckpt_path)
-    if "loops" not in checkpoint:
-        return None
-    return checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"], checkpoint["global_step"]
+        raise SeqlabError(f"{source} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
+    if not isinstance(checkpoint, dict) or RUN_RECORD_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise SeqlabError(f"{source} is not a seqlab checkpoint (it has no run record); pass a checkpoint written by seqlab-train")
+    if not isinstance(checkpoint[RUN_RECORD_KEY], dict):
+        raise SeqlabError(f"{source}: the run record is damaged; pass a checkpoint written by seqlab-train")
+    progress = None
+    if "loops" in checkpoint:
+        progress = TrainingProgress(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"], checkpoint["global_step"])
+    return SavedRun(str(path), source, checkpoint[RUN_RECORD_KEY], checkpoint["state_dict"], progress)
 
 
 class RelocatedRunDir(pl.Callback):
@@ -118,45 +167,3 @@ def moved_checkpoint_state(state: dict[str, Any], old_dir: Path, new_dir: str) -
         **{key: moved(state[key]) for key in ("best_model_path", "kth_best_model_path", "last_model_path") if key in state},
         "best_k_models": {moved(path): score for path, score in state.get("best_k_models", {}).items()},
     }
-
-
-def check_checkpoint_fits(task: pl.LightningModule, checkpoint: dict[str, Any], ckpt_path: str | None) -> None:
-    """Refuse a checkpoint whose weights do not fit the task's model in one line naming the model it
-    holds, before Lightning's strict load fails listing every missing and unexpected weight. Tasks
-    call this from `on_load_checkpoint`, when a run resumes from or evaluates a checkpoint."""
-    from seqlab.errors import SeqlabError
-
-    saved, expected = checkpoint.get("state_dict"), task.state_dict()
-    if saved is None or (saved.keys() == expected.keys() and all(saved[name].shape == expected[name].shape for name in expected)):
-        return
-    recorded = ((checkpoint.get(RUN_RECORD_KEY) or {}).get("config") or {}).get("model") or {}
-    settings = " ".join(f"model.{key}={value}" for key, value in recorded.items() if key != "compile")
-    built = f"{type(task.net).__module__}.{type(task.net).__qualname__}"
-    raise SeqlabError(
-        f"{ckpt_path or 'the checkpoint'} holds another model{f' ({settings})' if settings else ''} than this run builds "
-        f"({built}; {_first_mismatch(saved, expected)}): "
-        "drop the model overrides to use the checkpoint's model, or pass a checkpoint of the model asked for"
-    )
-
-
-def _first_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
-    for name in expected:
-        if name not in saved:
-            return f"the checkpoint lacks {name}"
-        if saved[name].shape != expected[name].shape:
-            return f"{name} is {list(saved[name].shape)} in the checkpoint and {list(expected[name].shape)} here"
-    return f"the checkpoint has {next(name for name in saved if name not in expected)}, which this model lacks"
-
-
-def check_run_record(record: Any, source: str) -> None:
-    """Refuse, in one line naming `source`, a run record that seqlab's own tables would not build: a
-    config naming other code, or a tokenizer that is not one of seqlab's. A checkpoint is data from
-    whoever wrote it; call this before anything of its record is built."""
-    from seqlab.data.tokenizers import saved_tokenizer_class
-    from seqlab.errors import SeqlabError
-    from seqlab.runs.recorded_config import check_recorded_config
-
-    if not isinstance(record, dict):
-        raise SeqlabError(f"{source}: the run record is damaged; pass a checkpoint written by seqlab-train")
-    check_recorded_config(record.get("config"), source)
-    saved_tokenizer_class(record.get("tokenizer"), source)

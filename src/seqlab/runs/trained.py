@@ -1,4 +1,9 @@
-"""A trained task rebuilt from a seqlab checkpoint alone: its run record supplies the config, tokenizer and labels."""
+"""A trained task rebuilt from a checkpoint that `read_run` read: for seqlab-eval, and for the commands
+that use a model without its data (seqlab-predict, -export, -generate).
+
+Not imported by `seqlab.runs` itself: the tasks import `seqlab.runs.record`, and this module imports
+the tasks.
+"""
 
 from dataclasses import dataclass
 from typing import Any
@@ -7,6 +12,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.errors import SeqlabError
+from seqlab.runs.build import build_task, restore_datamodule
+from seqlab.runs.record import RUN_RECORD_KEY, SavedRun, read_run
+from seqlab.tasks.base import check_checkpoint_fits
 
 CLASSIFICATION = "classification"
 LANGUAGE_MODEL = "language model"
@@ -17,13 +25,19 @@ class TrainedTask:
     task: pl.LightningModule  # in eval mode, on the CPU
     datamodule: pl.LightningDataModule  # restored (tokenizer, labels), not set up: no data is read
     config: DictConfig  # the run's config, with this command's `paths`
-    record: dict[str, Any]
     kind: str
 
 
-def checkpoint_kind(record: dict[str, Any]) -> str:
+def load_weights(task: pl.LightningModule, saved: SavedRun) -> None:
+    """Load the saved weights into `task`; a task of another model is refused in one line, as Lightning
+    refuses it through the task's `on_load_checkpoint` when a run resumes."""
+    check_checkpoint_fits(task, {"state_dict": saved.state_dict, RUN_RECORD_KEY: {"config": saved.config}}, saved.path)
+    task.load_state_dict(saved.state_dict)
+
+
+def checkpoint_kind(saved: SavedRun) -> str:
     """Classification runs record their label names; language-model runs have none."""
-    return CLASSIFICATION if record.get("label_names") else LANGUAGE_MODEL
+    return CLASSIFICATION if saved.label_names else LANGUAGE_MODEL
 
 
 def require_kind(kind: str, needed: str, what: str, command: str) -> None:
@@ -34,22 +48,17 @@ def require_kind(kind: str, needed: str, what: str, command: str) -> None:
 
 def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str) -> TrainedTask:
     """The checkpoint's task with its trained weights, refused unless it is of `needed_kind`."""
-    from seqlab import runs
-    from seqlab.runs.record import RUN_RECORD_KEY, check_run_record, load_checkpoint
-
-    checkpoint = load_checkpoint(ckpt_path)
-    record = checkpoint[RUN_RECORD_KEY]
-    check_run_record(record, ckpt_path)
-    kind = checkpoint_kind(record)
+    saved = read_run(ckpt_path)
+    config, tokenizer = OmegaConf.create(saved.config), saved.tokenizer  # the record checked first
+    kind = checkpoint_kind(saved)
     require_kind(kind, needed_kind, f"checkpoint {ckpt_path}", command)
-    config = OmegaConf.create(record["config"])
     with open_dict(config):
         config.paths = paths  # the run's own data dir may not exist where this command runs
-    datamodule = runs.restore_datamodule(config, record)
-    task = runs.build_task(config, datamodule)
-    task.load_state_dict(checkpoint["state_dict"])
+    datamodule = restore_datamodule(config, tokenizer, saved.label_names)
+    task = build_task(config, datamodule)
+    load_weights(task, saved)
     task.eval()
-    return TrainedTask(task=task, datamodule=datamodule, config=config, record=record, kind=kind)
+    return TrainedTask(task=task, datamodule=datamodule, config=config, kind=kind)
 
 
 def token_limit(datamodule: pl.LightningDataModule, net: Any) -> int | None:
