@@ -1,10 +1,13 @@
-"""Shared fixtures: configs composed in-process with Hydra's Compose API, and CLI runs in subprocesses."""
+"""Shared fixtures: configs composed in-process with Hydra's Compose API, CLI runs in subprocesses, and a running seqlab-serve."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,35 @@ def read_metrics(run_dir: Path) -> dict:
     if metrics.get("ckpt_path"):
         metrics["ckpt_path"] = str(run_dir / metrics["ckpt_path"])
     return metrics
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_service(*overrides: str, cwd: Path) -> Iterator[str]:
+    """seqlab-serve with `overrides` on a free local port, from when /health answers until the block ends; yields its URL."""
+    httpx = pytest.importorskip("httpx")  # the optional `serve` extra
+    port = free_port()
+    command = [sys.executable, "-m", "seqlab.cli.serve", *overrides, f"port={port}", f"hydra.run.dir={cwd / 'serve'}"]
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,7 +1,7 @@
 """Every option of every config group composes, and the composed config resolves."""
 
 import pytest
-from hydra import compose, initialize_config_module
+from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 

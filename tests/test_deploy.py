@@ -6,17 +6,13 @@ padding-free rewrite; its inputs are cut at 64 tokens, so truncation is easy to 
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import FAST, read_metrics, run_cli
+from conftest import FAST, read_metrics, run_cli, running_service
 from seqlab.data.synthetic import generate_reviews
 from seqlab.cli.eval import evaluate
 from seqlab.cli.export import export
@@ -166,9 +162,9 @@ def test_safetensors_bundle_predicts_what_the_checkpoint_predicts(trained, texts
 
 def test_export_check_refuses_a_model_that_disagrees(trained, tmp_path):
     """The agreement check compares ONNX Runtime with the task it was exported from: a changed task fails it."""
-    from seqlab.deploy.checkpoints import CLASSIFICATION, load_trained_task
     from seqlab.deploy.onnx_export import check_onnx
     from seqlab.errors import SeqlabError
+    from seqlab.runs.trained import CLASSIFICATION, load_trained_task
     from omegaconf import OmegaConf
 
     loaded = load_trained_task(trained["ckpt"], OmegaConf.create({"data_dir": str(tmp_path)}), CLASSIFICATION, "test")
@@ -275,36 +271,12 @@ def test_generate_refuses_a_classifier_checkpoint(trained, compose_config, in_hy
 # -- seqlab-serve -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def service(trained, tmp_path):
-    port = free_port()
-    command = [
-        sys.executable, "-m", "seqlab.cli.serve", f"bundle={trained['onnx']}", f"port={port}",
-        "max_texts_per_request=32", "max_text_chars=5000", "batch_timeout_ms=20", f"hydra.run.dir={tmp_path / 'serve'}",
-    ]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.3)
+    with running_service(
+        f"bundle={trained['onnx']}", "max_texts_per_request=32", "max_text_chars=5000", "batch_timeout_ms=20", cwd=tmp_path
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_service_answers_like_seqlab_predict_and_rejects_malformed_payloads(service, trained, texts, run_predict, tmp_path):

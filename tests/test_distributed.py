@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from omegaconf import open_dict, read_write
+from pytorch_lightning.strategies import DDPStrategy
 
 from conftest import REPO, read_metrics, run_cli
-from seqlab.launch import distributed
+from seqlab import runs
+from seqlab.launch import cluster, distributed, lightning_launchers
 
 TESTS = Path(__file__).resolve().parent
 # Small and quick: each rank is a process that imports torch and Lightning.
@@ -135,25 +141,17 @@ def test_multirun_started_in_every_rank_is_refused_before_the_sweep(tmp_path):
 
 def test_ddp_presets_build_their_strategies_on_cpu(compose_config):
     """trainer=ddp on CPUs uses gloo and starts its extra ranks as runs of this job; bf16-mixed is a precision option."""
-    from hydra.utils import instantiate
-    from pytorch_lightning.strategies import DDPStrategy
-
     cfg = compose_config([*DDP_ON_CPU, "trainer.precision=bf16-mixed", "logger=none", "callbacks=none"])
     trainer = instantiate(cfg.trainer)
     distributed.prepare_launch(trainer)
     assert isinstance(trainer.strategy, DDPStrategy) and trainer.num_devices == 2
     assert trainer.strategy._get_process_group_backend() == "gloo"
-    assert isinstance(trainer.strategy.launcher, distributed.HydraJobLauncher)
+    assert isinstance(trainer.strategy.launcher, lightning_launchers.RankCommandLauncher)
     assert trainer.precision == "bf16-mixed"
 
 
 def test_under_submitit_on_slurm_only_submitit_requeues(compose_config, monkeypatch):
     """Lightning's own SIGUSR1 requeue is off; seqlab's checkpoint-and-requeue callback hands over to submitit."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
-    from seqlab.launch import cluster
-    from seqlab import runs
-
     slurm_task = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "2",
                   "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}
     for name, value in slurm_task.items():
@@ -167,9 +165,6 @@ def test_under_submitit_on_slurm_only_submitit_requeues(compose_config, monkeypa
 
 def test_extra_ranks_run_the_job_not_the_sweep(compose_config, monkeypatch):
     """The command an extra rank runs: this job's overrides, its run dir, no sweep, no .hydra files of its own."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
     compose_config(["model.hidden_dim=24"])
     hydra_cfg = HydraConfig.get()
     with read_write(hydra_cfg), open_dict(hydra_cfg):

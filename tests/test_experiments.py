@@ -14,7 +14,7 @@ def test_shakespeare_gpt_is_nanogpts_cpu_config(compose_config):
     assert cfg["data"]["_target_"].endswith("TinyShakespeareDataModule") and cfg["data"]["train_fraction"] == 0.9
     assert (cfg["data"]["block_size"], cfg["data"]["batch_size"], cfg["model"]["block_size"]) == (64, 12, 64)
     model = cfg["model"]
-    assert (model["n_layer"], model["n_head"], model["n_embd"], model["dropout"]) == (4, 4, 128, 0.0)
+    assert (model["num_layers"], model["num_heads"], model["hidden_dim"], model["dropout"]) == (4, 4, 128, 0.0)
     assert cfg["optimizer"]["lr"] == 1e-3 and cfg["scheduler"]["warmup_steps"] == 100
     assert cfg["optimizer"]["lr"] * cfg["scheduler"]["min_lr_ratio"] == pytest.approx(1e-4)
     assert cfg["trainer"]["max_steps"] == 2000

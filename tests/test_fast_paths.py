@@ -1,35 +1,43 @@
-"""The fast paths keep their meaning: epoch-level train metrics over every example, model.compile
+"""The fast paths keep their meaning: epoch-level train metrics over every example, compile=true
 compiling the inner model in place, a progress bar that reads metrics only when it redraws, and
 runs cut short by trainer.max_steps."""
 
+import time
 import types
 
 import pytest
+import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import RichProgressBar
+from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_f1_score
 
 from conftest import FAST, read_metrics
 from seqlab import runs
 from seqlab.callbacks import ProgressBar
-from seqlab.tasks.classification import SequenceClassificationTask
 from seqlab.cli.train import train
+from seqlab.tasks.step_logging import logs_this_step
+
+# What TrainingPredictions saw: (class probabilities, labels) of every training batch.
+TRAINING_BATCHES: list[tuple[torch.Tensor, torch.Tensor]] = []
 
 
-def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path, monkeypatch):
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    remember = SequenceClassificationTask._remember_train_predictions
+class TrainingPredictions(pl.Callback):
+    """Before each training step, asks the task (its forward: class probabilities) about the step's batch."""
 
-    def recording(self, logits, labels):
-        seen.append((self.probabilities(logits), labels))
-        remember(self, logits, labels)
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, batch_idx: int) -> None:
+        with torch.no_grad():
+            TRAINING_BATCHES.append((pl_module(batch["input_ids"], batch["lengths"]), batch["labels"]))
 
-    monkeypatch.setattr(SequenceClassificationTask, "_remember_train_predictions", recording)
-    in_hydra(train, compose_config([*FAST, "trainer.max_epochs=1"]))
+
+def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path):
+    # Without dropout, the task's forward just before a step gives the probabilities that step trains on.
+    TRAINING_BATCHES.clear()
+    recorder = f"+callbacks.training_predictions={{_target_: {__name__}.TrainingPredictions}}"
+    in_hydra(train, compose_config([*FAST, "trainer.max_epochs=1", "model.dropout=0.0", recorder]))
 
     metrics = read_metrics(tmp_path / "run")
-    probs = torch.cat([p for p, _ in seen])
-    labels = torch.cat([y for _, y in seen])
+    probs = torch.cat([p for p, _ in TRAINING_BATCHES])
+    labels = torch.cat([y for _, y in TRAINING_BATCHES])
     assert len(labels) == metrics["data/train_size"]
     assert metrics["train/acc"] == pytest.approx(multiclass_accuracy(probs, labels, num_classes=2).item(), abs=1e-6)
     assert metrics["train/f1"] == pytest.approx(multiclass_f1_score(probs, labels, num_classes=2, average="macro").item(), abs=1e-6)
@@ -43,8 +51,8 @@ def test_a_run_cut_short_by_max_steps_finishes(compose_config, in_hydra, tmp_pat
     assert metrics["global_step"] == 1 and "test/acc" in metrics
 
 
-def test_model_compile_compiles_the_inner_model_in_place(compose_config):
-    cfg = compose_config([*FAST, "model.compile=true"])
+def test_compile_compiles_the_inner_model_in_place(compose_config):
+    cfg = compose_config([*FAST, "compile=true"])
     datamodule = runs.build_datamodule(cfg)
     task = runs.build_task(cfg, datamodule)
     plain = runs.build_task(compose_config(FAST), datamodule)
@@ -56,29 +64,63 @@ def test_model_compile_compiles_the_inner_model_in_place(compose_config):
 
 @pytest.mark.slow
 def test_a_compiled_model_trains_and_evaluates(compose_config, in_hydra, tmp_path):
-    in_hydra(train, compose_config([*FAST, "model.compile=true", "trainer.max_epochs=1"]))
+    in_hydra(train, compose_config([*FAST, "compile=true", "trainer.max_epochs=1"]))
     assert read_metrics(tmp_path / "run")["test/acc"] > 0.5
 
 
-def test_progress_bar_reads_metrics_only_when_it_redraws(monkeypatch):
-    clock = iter(i * 0.01 for i in range(10_000))  # a training batch every 10 ms
-    monkeypatch.setattr("seqlab.callbacks.time.monotonic", lambda: next(clock))
-    updates = []
-    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, trainer, module, outputs, batch, idx: updates.append(idx))
+class CountingProgressBar(ProgressBar):
+    """seqlab's bar, noting after which training batches it read the logged metrics (Lightning's `get_metrics`)."""
 
-    bar = ProgressBar(refresh_rate=10)
-    trainer = types.SimpleNamespace(is_last_batch=False, global_step=0, max_steps=-1)
-    for index in range(100):  # one second of batches
-        trainer.global_step = index + 1
-        trainer.is_last_batch = index == 99
-        bar.on_train_batch_end(trainer, None, None, None, index)
-    assert 10 <= len(updates) <= 12
-    assert updates[0] == 0 and updates[-1] == 99  # the first batch shows at once, the last always
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.batch: int | None = None
+        self.read_after: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batch = batch_idx
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self.batch = None
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        if self.batch is not None:
+            self.read_after.append(self.batch)
+        return super().get_metrics(trainer, pl_module)
+
+
+class TenMillisecondSteps(pl.LightningModule):
+    """A module whose every training step takes 10 ms and logs its loss to the progress bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        time.sleep(0.01)
+        loss = (self.weight - batch).pow(2).mean()
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(torch.ones(60, 1))
+
+
+def test_progress_bar_reads_metrics_only_when_it_redraws():
+    bar = CountingProgressBar(refresh_rate=10)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False)
+    start = time.monotonic()
+    trainer.fit(TenMillisecondSteps())
+    elapsed = time.monotonic() - start
+
+    reads = bar.read_after
+    assert reads[0] == 0 and reads[-1] == 59  # the first batch shows at once, the last always
+    # About 10 redraws a second over the 0.6 s or more of training: a few, not one per batch.
+    assert 3 <= len(reads) <= 2 + 10 * elapsed, (len(reads), elapsed)
 
 
 def test_train_loss_is_logged_on_the_steps_that_are_written_and_the_last():
-    from seqlab.tasks.step_logging import logs_this_step
-
     def logged(steps: int, every: int, batches_per_epoch: int, max_steps: int = -1) -> list[int]:
         out = []
         for step in range(steps):  # global_step before the step

@@ -24,8 +24,8 @@ def lm_checkpoint(tmp_path_factory) -> str:
     run_dir = root / "run"
     result = run_cli(
         "seqlab-train", "data=text_lm", f"data.files=[{text_file}]", "model=gpt", "task=language_modeling",
-        "monitor=val/loss", "monitor_mode=min", "data.block_size=16", "model.block_size=16", "model.n_layer=1",
-        "model.n_head=2", "model.n_embd=16", "data.train_samples_per_epoch=320", "data.batch_size=16",
+        "monitor=val/loss", "monitor_mode=min", "data.block_size=16", "model.block_size=16", "model.num_layers=1",
+        "model.num_heads=2", "model.hidden_dim=16", "data.train_samples_per_epoch=320", "data.batch_size=16",
         "trainer.max_epochs=1", "task.sample_length=0", "callbacks.progress_bar=null", "callbacks.model_summary=null",
         f"hydra.run.dir={run_dir}", cwd=root,
     )

@@ -50,7 +50,7 @@ CATALOGUE = {
     "hidden_dim 0": Mistake([*TRAIN, "model.hidden_dim=0"], "model.hidden_dim must be a positive integer"),
     "embed_dim 0": Mistake([*TRAIN, "model.embed_dim=0"], "model.embed_dim must be a positive integer"),
     "num_layers 0": Mistake([*TRAIN, "model.num_layers=0"], "model.num_layers must be a positive integer"),
-    "transformer n_heads 0": Mistake(["seqlab-train", "model=transformer", "model.n_heads=0", "hydra.run.dir={run}"], "model.n_heads must be a positive integer"),
+    "transformer num_heads 0": Mistake(["seqlab-train", "model=transformer", "model.num_heads=0", "hydra.run.dir={run}"], "model.num_heads must be a positive integer"),
     # Settings without a value (`???` in the config).
     "text_files without a training file": Mistake(TEXT_FILES, "data.train_file is mandatory: pass data.train_file=<path>"),
     "text_lm without files": Mistake(["seqlab-train", "data=text_lm", "hydra.run.dir={run}"], "data.files is mandatory"),

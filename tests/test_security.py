@@ -10,7 +10,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import FAST, REPO, read_metrics, run_cli
+from conftest import FAST, REPO, free_port, read_metrics, run_cli, running_service
 from seqlab.errors import SeqlabError
 
 pytest.importorskip("onnxruntime")
@@ -170,7 +169,7 @@ def test_settings_a_tokenizer_does_not_take_are_one_line(trained, tmp_path):
 
 
 def test_a_checkpoint_whose_config_names_another_target_is_refused(trained, tmp_path):
-    """seqlab-predict, -export and -generate check the record as seqlab-eval does (check_run_record)."""
+    """seqlab-predict, -export and -generate check the record as seqlab-eval does (runs.read_run)."""
     marker = tmp_path / "marker"
 
     def change(record):
@@ -251,36 +250,13 @@ def test_every_target_in_seqlabs_configs_is_allowed():
 # -- seqlab-serve: request bodies and the port ------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 MAX_BODY_BYTES = 2000
 
 
 @pytest.fixture
 def service(trained, tmp_path):
-    port = free_port()
-    command = [sys.executable, "-m", "seqlab.cli.serve", f"bundle={trained['bundle']}", f"port={port}", f"max_body_bytes={MAX_BODY_BYTES}", f"hydra.run.dir={tmp_path / 'serve'}"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.3)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_service(f"bundle={trained['bundle']}", f"max_body_bytes={MAX_BODY_BYTES}", cwd=tmp_path) as url:
+        yield httpx.URL(url).port
 
 
 def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict]:

@@ -7,11 +7,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import read_metrics, run_cli
-from seqlab.errors import SeqlabError
-from seqlab.sweeps.search_space import grid_values, parse_search_space
 from seqlab.cli.train import train
+from seqlab.errors import SeqlabError
+from seqlab.sweeps.optuna_study import directions, open_storage, trial_env_overrides, trial_from_env, trial_values
+from seqlab.sweeps.search_space import grid_values, parse_search_space
 
 # Smaller than conftest.FAST: a sweep runs several of these.
 TINY = [
@@ -136,6 +138,24 @@ def test_search_space_syntax_and_range_bounds():
     with pytest.raises(SeqlabError, match="grid sampler needs a finite set of values for d"):
         space.grid()
     assert space.trial_overrides({"a": 2, "e": "gru"}) == ["a=2", "e=gru", "f=3"]
+    # A value with Hydra's special characters reaches the trial unchanged.
+    for value in ("x y,z", "a=b", "(1)", 1e-05, True):
+        (sampled, _) = space.trial_overrides({"e": value})
+        assert OverridesParser.create().parse_overrides([sampled])[0].value() == value, sampled
+
+
+def test_a_trial_job_reports_to_the_trial_the_sweeper_asked_for(tmp_path, monkeypatch):
+    """The sweeper hands each job its trial through environment variables; the job's reports reach that trial."""
+    storage = str(tmp_path / "study.journal")
+    study = optuna.create_study(storage=open_storage(storage), study_name="s")
+    asked = [study.ask() for _ in range(3)]
+    for override in OverridesParser.create().parse_overrides(trial_env_overrides(storage, "s", asked[1])):
+        monkeypatch.setenv(override.key_or_group.rpartition(".")[2], str(override.value()))
+
+    trial = trial_from_env(pruner=None)
+    assert trial.number == asked[1].number
+    trial.report(0.25, step=0)
+    assert [t.intermediate_values for t in study.get_trials()] == [{}, {0: 0.25}, {}]
 
 
 def test_optuna_sqlite_study_grows_by_n_trials_each_run(tmp_path):
@@ -214,8 +234,6 @@ def test_optuna_failed_trial_is_recorded_and_the_sweep_goes_on_within_max_failur
 
 
 def test_multi_objective_values_are_checked_against_the_directions():
-    from seqlab.sweeps.optuna_study import directions, trial_values
-
     assert directions(["max", "minimize"]) == ["maximize", "minimize"]
     assert trial_values([0.9, 0.3], 2) == [0.9, 0.3]
     assert trial_values(0.5, 1) == [0.5]

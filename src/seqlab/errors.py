@@ -40,6 +40,7 @@ def exit_with_errors(messages: Sequence[str]) -> NoReturn:
 def as_seqlab_error(error: Exception, cfg: Any = None) -> SeqlabError | None:
     """The one-line form of a mistake in the config (see the module docstring); None for anything else,
     which keeps its traceback. `cfg` lets a constructor's error name the setting it refused."""
+    # Hydra and OmegaConf only once there is an error: data and model modules import SeqlabError without them.
     from hydra.errors import InstantiationException
     from omegaconf.errors import MissingMandatoryValue
 
@@ -74,7 +75,7 @@ def _refused_arguments(cause: BaseException | None) -> bool:
 
 def _setting_named(cfg: Any, group: str, message: str) -> str:
     """`group.key` when the message names exactly one key of the config group, else the group."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig, OmegaConf  # only once there is an error, as in as_seqlab_error
 
     node = OmegaConf.select(cfg, group, default=None) if isinstance(cfg, DictConfig) else None
     if not isinstance(node, DictConfig):
@@ -127,7 +128,10 @@ def reports_sweep_errors(sweep: Callable[..., Any]) -> Callable[..., Any]:
 
 def failed_job_lines(returns: Sequence[Any]) -> list[str]:
     """One line per failed job of a batch, naming it by the overrides that set it apart from the others."""
+    # Hydra only once a job failed, as in as_seqlab_error.
     from hydra.core.utils import JobStatus
+
+    from seqlab.sweeps.hydra_internals import failed_job_error
 
     shared = set.intersection(*(set(r.overrides or ()) for r in returns)) if len(returns) > 1 else set()
     lines = []
@@ -136,12 +140,12 @@ def failed_job_lines(returns: Sequence[Any]) -> list[str]:
             continue
         number = job.hydra_cfg.hydra.job.num if job.hydra_cfg is not None else index
         label = " ".join(o for o in job.overrides or () if o not in shared) or " ".join(job.overrides or ())
-        error = job._return_value  # JobReturn.return_value re-raises a failed job's exception
-        lines.append(f"job {number} ({label}) failed: {error}")
+        lines.append(f"job {number} ({label}) failed: {failed_job_error(job)}")
     return lines
 
 
 def _in_multirun() -> bool:
+    # Hydra only once there is an error, as in as_seqlab_error.
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

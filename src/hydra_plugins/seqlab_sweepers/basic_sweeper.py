@@ -13,30 +13,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins import basic_sweeper
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from seqlab.errors import FailedJobs, SeqlabError, reports_sweep_errors, traceback_requested
+from seqlab.sweeps.cv import summarize_sweep
+from seqlab.sweeps.hydra_internals import basic_sweeper, failed_job_error, wrap_launcher
 
 
 class CrossValidationBasicSweeper(Sweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
-        # Looked up when called: Hydra's plugin scan re-executes its plugin modules, replacing the class.
-        self.basic = basic_sweeper.BasicSweeper(max_batch_size=max_batch_size, params=params)
+        self.basic = basic_sweeper(max_batch_size=max_batch_size, params=params)
         self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.basic.launcher = FailedJobsLauncher(self.basic.launcher)
+        wrap_launcher(self.basic, FailedJobsLauncher)
 
     @reports_sweep_errors
     def sweep(self, arguments: list[str]) -> Any:
-        from seqlab.sweeps.cv import summarize_sweep
-
         try:
             return self.basic.sweep(arguments)
         finally:
@@ -53,6 +51,6 @@ class FailedJobsLauncher:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         returns = self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
         failed = [r for r in returns if r.status == JobStatus.FAILED]
-        if failed and not traceback_requested() and all(isinstance(r._return_value, SeqlabError) for r in failed):
+        if failed and not traceback_requested() and all(isinstance(failed_job_error(r), SeqlabError) for r in failed):
             raise FailedJobs(returns)
         return returns

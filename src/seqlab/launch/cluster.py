@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_utilities.core.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
@@ -32,7 +33,7 @@ def adopt_task_ranks() -> None:
     """
     if os.environ.get("SUBMITIT_EXECUTOR") != "local" or int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) < 2:
         return
-    from submitit.helpers import TorchDistributedEnvironment
+    from submitit.helpers import TorchDistributedEnvironment  # the optional `cluster` extra, present when submitit runs the job
 
     # Every task sees all of the job's devices; Lightning picks this rank's one.
     environment = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
@@ -44,8 +45,6 @@ def trainer_plugins() -> list[Any]:
     """Under submitit on SLURM, Lightning must not requeue the job itself on SIGUSR1 too: submitit does."""
     if not under_submitit():
         return []
-    from lightning_fabric.plugins.environments import SLURMEnvironment
-
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
@@ -76,7 +75,7 @@ class CheckpointAndRequeue(pl.Callback):
     """
 
     def __init__(self, ckpt_path: Path) -> None:
-        from submitit import JobEnvironment
+        from submitit import JobEnvironment  # the optional `cluster` extra, present when submitit runs the job
 
         self.ckpt_path = ckpt_path
         self.signum = signal.Signals["SIG" + JobEnvironment.USR_SIG]

@@ -1,11 +1,17 @@
 """The classification report of seqlab-eval: per-class precision, recall and F1, the confusion matrix,
-and for two classes the ROC curve, computed with torchmetrics and drawn with matplotlib."""
+and for two classes the ROC curve, computed with torchmetrics and drawn with matplotlib.
+
+The figures are matplotlib `Figure`s saved straight to PNG, without pyplot, so drawing them needs no
+display and leaves no window or backend setting behind.
+"""
 
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torchmetrics.classification import (
     BinaryAUROC,
     BinaryROC,
@@ -52,15 +58,10 @@ def classification_report(probs: torch.Tensor, labels: torch.Tensor, label_names
 
 
 def plot_confusion_matrix(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     names, matrix = report["labels"], np.asarray(report["confusion_matrix"])
     size = max(4.0, 0.6 * len(names) + 2.5)
-    figure, axes = plt.subplots(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 1, size))
+    axes = figure.subplots()
     row_totals = matrix.sum(1, keepdims=True).clip(min=1)
     image = axes.imshow(matrix / row_totals, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axes, label="share of the true label")
@@ -76,17 +77,12 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path) -> None:
     axes.set_title(f"Confusion matrix (accuracy {report['accuracy']:.3f})")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def plot_roc(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     roc = report["roc"]
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
     axes.plot(roc["fpr"], roc["tpr"], label=f"AUC {roc['auc']:.3f}")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     axes.set_xlabel("false positive rate")
@@ -97,7 +93,6 @@ def plot_roc(report: dict[str, Any], path: Path) -> None:
     axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def write_classification_report(probs: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str], run_dir: Path) -> dict[str, Any]:

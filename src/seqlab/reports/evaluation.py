@@ -8,6 +8,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from seqlab.data.tokenizers import CharTokenizer
+from seqlab.reports.classification import write_classification_report
+from seqlab.tasks.classification import SequenceClassificationTask
+from seqlab.tasks.language_modeling import LanguageModelingTask
+
 log = logging.getLogger(__name__)
 
 
@@ -16,9 +21,6 @@ def evaluation_report(
 ) -> dict[str, Any] | None:
     """Write the task's report plots in `run_dir` and return the report for metrics.json (None when
     the task has no report)."""
-    from seqlab.tasks.classification import SequenceClassificationTask
-    from seqlab.tasks.language_modeling import LanguageModelingTask
-
     if isinstance(task, LanguageModelingTask):
         return language_model_report(metrics["test/loss"], datamodule)
     if not isinstance(task, SequenceClassificationTask):
@@ -26,8 +28,6 @@ def evaluation_report(
     if trainer.world_size > 1:
         log.warning("the classification report needs every test prediction in one process; run seqlab-eval on one device for it")
         return None
-    from seqlab.reports.classification import write_classification_report
-
     probs = torch.cat(trainer.predict(task, dataloaders=datamodule.test_dataloader())).float().cpu()
     labels = torch.as_tensor(datamodule.datasets["test"].labels)
     return write_classification_report(probs, labels, datamodule.label_names, run_dir)
@@ -39,8 +39,6 @@ def language_model_report(loss: float, datamodule: pl.LightningDataModule) -> di
     Bits per character spread the test text's total loss over its characters, so models with
     different tokenizers compare on one scale.
     """
-    from seqlab.data.tokenizers import CharTokenizer
-
     tokenizer = datamodule.tokenizer
     segments = datamodule.segments["test"]
     tokens = sum(max(len(segment) - 1, 0) for segment in segments)  # every token but a segment's first is predicted

@@ -1,4 +1,8 @@
-"""Learning curves: train and validation loss and the monitored metric over steps, drawn when fitting ends."""
+"""Learning curves: train and validation loss and the monitored metric over steps, drawn when fitting ends.
+
+The figure is a matplotlib `Figure` saved straight to PNG, without pyplot, so drawing it needs no
+display and leaves no window or backend setting behind.
+"""
 
 import math
 from pathlib import Path
@@ -6,6 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_only
 
 
@@ -96,13 +101,9 @@ class LearningCurves(pl.Callback):
     def draw(self) -> None:
         if not self.history:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         metrics = [m for m in self._metric_names() if any(name.endswith(f"/{m}") for name in self.history)]
-        figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+        figure = Figure(figsize=(6 * len(metrics), 4))
+        axes = figure.subplots(1, len(metrics), squeeze=False)
         for axis, metric in zip(axes[0], metrics):
             for stage, style in (("train", {"linewidth": 1, "alpha": 0.8}), ("val", {"marker": "o", "linewidth": 2})):
                 series = self.history.get(f"{stage}/{metric}")
@@ -118,4 +119,3 @@ class LearningCurves(pl.Callback):
         figure.tight_layout()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(self.path, dpi=110)
-        plt.close(figure)

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from seqlab.atomic_files import write_text_atomically
 from seqlab.errors import SeqlabError
 from seqlab.sweeps.job_record import JOB_RECORD
 
@@ -133,12 +133,6 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def summary_csv(summary: dict[str, Any]) -> str:
     """One row per configuration (its distinguishing overrides) and metric: the statistics, then each fold's value."""
     folds = sorted({entry["fold"] for block in summary["configurations"] for entry in block["folds"]})
@@ -156,8 +150,8 @@ def summary_csv(summary: dict[str, Any]) -> str:
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    _write_atomically(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
-    _write_atomically(out_dir / SUMMARY_CSV, summary_csv(summary))
+    write_text_atomically(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out_dir / SUMMARY_CSV, summary_csv(summary))
 
 
 def _format(value: float | None) -> str:
@@ -168,6 +162,7 @@ def _format(value: float | None) -> str:
 
 def print_summary(summary: dict[str, Any]) -> None:
     """One Rich table per configuration: each metric's mean ± std over the folds, min, max and n."""
+    # Rich when a table is printed: Hydra imports this module (with the sweeper) for every command, --help too (20 ms).
     from rich.console import Console
     from rich.table import Table
 

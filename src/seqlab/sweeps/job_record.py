@@ -5,7 +5,6 @@ summarises a sweep reads the outcome of every job from files, whichever launcher
 """
 
 import json
-import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from seqlab.atomic_files import write_text_atomically
 from seqlab.launch.ranks import process_rank
+from seqlab.sweeps.hydra_internals import failed_job_error
 
 JOB_RECORD = "job.json"
 
@@ -25,7 +26,7 @@ def job_outcome(job_return: JobReturn) -> dict[str, Any]:
     if job_return.status == JobStatus.COMPLETED:
         value = job_return.return_value
         return {"status": "completed", "return_value": value if isinstance(value, (int, float, list, type(None))) else str(value)}
-    error = job_return._return_value  # JobReturn.return_value re-raises a failed job's exception
+    error = failed_job_error(job_return)
     status = "pruned" if type(error).__name__ == "TrialPruned" else "failed"
     return {
         "status": status,
@@ -39,8 +40,5 @@ class JobRecord(Callback):
         # Under submitit every rank of a job runs this; one writer per job dir.
         if config.hydra.mode != RunMode.MULTIRUN or process_rank() != 0:
             return
-        job_dir = Path(config.hydra.runtime.output_dir)
         record = {**job_outcome(job_return), "overrides": list(job_return.overrides or [])}
-        tmp = job_dir / (JOB_RECORD + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, job_dir / JOB_RECORD)
+        write_text_atomically(Path(config.hydra.runtime.output_dir) / JOB_RECORD, json.dumps(record, indent=2) + "\n")

@@ -10,11 +10,14 @@ import csv
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import optuna
 from omegaconf import OmegaConf
+from optuna.visualization import matplotlib as optuna_plots
 
 from seqlab.errors import SeqlabError
 
@@ -22,7 +25,7 @@ log = logging.getLogger(__name__)
 
 ENV_STORAGE = "SEQLAB_OPTUNA_STORAGE"
 ENV_STUDY = "SEQLAB_OPTUNA_STUDY"
-ENV_TRIAL_ID = "SEQLAB_OPTUNA_TRIAL_ID"
+ENV_TRIAL_NUMBER = "SEQLAB_OPTUNA_TRIAL_NUMBER"
 DEFAULT_JOURNAL = "optuna_study.journal"
 RESULTS_YAML = "optimization_results.yaml"
 TRIALS_CSV = "trials.csv"
@@ -58,15 +61,19 @@ def directions(direction: Any) -> list[str]:
 
 def trial_from_env(pruner: optuna.pruners.BasePruner | None) -> optuna.trial.Trial | None:
     """This job's trial, when an Optuna sweep launched it; None in any other run."""
-    trial_id = os.environ.get(ENV_TRIAL_ID)
-    if trial_id is None:
+    number = os.environ.get(ENV_TRIAL_NUMBER)
+    if number is None:
         return None
-    study = optuna.load_study(study_name=os.environ[ENV_STUDY], storage=open_storage(os.environ[ENV_STORAGE]), pruner=pruner)
-    return optuna.trial.Trial(study, int(trial_id))
+    storage = open_storage(os.environ[ENV_STORAGE])
+    study = optuna.load_study(study_name=os.environ[ENV_STUDY], storage=storage, pruner=pruner)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), int(number))
+    # As Study.ask builds it: the trial the sweeper asked for, reopened in this job's process.
+    return optuna.trial.Trial(study, trial_id)
 
 
 def trial_env_overrides(storage: str, study_name: str, trial: optuna.trial.Trial) -> list[str]:
-    env = {ENV_STORAGE: storage, ENV_STUDY: study_name, ENV_TRIAL_ID: str(trial._trial_id)}
+    """The overrides that give a trial's job the environment `trial_from_env` reads."""
+    env = {ENV_STORAGE: storage, ENV_STUDY: study_name, ENV_TRIAL_NUMBER: str(trial.number)}
     return [f"++hydra.job.env_set.{key}='{value}'" for key, value in env.items()]
 
 
@@ -131,14 +138,7 @@ def _write_trials_csv(trials: list[optuna.trial.FrozenTrial], n_objectives: int,
 
 def _plot(study: optuna.Study, out_dir: Path, n_completed: int) -> None:
     """Optimisation history and parameter importances; a plot the study cannot support yet is skipped."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
+    plt.switch_backend("agg")  # files only, whatever display the machine has
     multi = len(study.directions) > 1
     plots = {
         "optimization_history.png": lambda: optuna_plots.plot_optimization_history(

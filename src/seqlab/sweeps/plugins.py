@@ -5,11 +5,12 @@ way; an editable install (`pip install -e .`) serves the package through an impo
 a listing does not see, so the entry points register the classes themselves.
 """
 
+from hydra.core.plugins import Plugins
+
 
 def register_sweepers() -> None:
-    from hydra.core.plugins import Plugins
-
-    # Scan first: the scan re-executes plugin modules it finds, and the classes registered last win.
+    # Scan first: the scan re-executes plugin modules it finds, and the classes registered last win;
+    # so they are imported here, after it.
     plugins = Plugins.instance()
 
     from hydra_plugins.seqlab_sweepers.basic_sweeper import CrossValidationBasicSweeper

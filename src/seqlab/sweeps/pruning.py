@@ -2,7 +2,12 @@
 
 import logging
 
+import optuna
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+
+from seqlab.sweeps.optuna_study import trial_from_env
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +28,6 @@ class OptunaPruning(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import instantiate
-
-        from seqlab.sweeps.optuna_study import trial_from_env
-
         pruner_cfg = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
         self.trial = trial_from_env(instantiate(pruner_cfg) if pruner_cfg else None)
         self.reports = 0
@@ -35,8 +35,6 @@ class OptunaPruning(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.trial is None or trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        import optuna
-
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             log.warning("OptunaPruning: %s was not logged; this validation is not reported", self.monitor)

@@ -38,7 +38,8 @@ class SearchSpace:
 
 
 def override_value(value: object) -> str:
-    return Override._get_value_element_as_str(value)
+    """`value` as the value of a command-line override, escaped so that Hydra reads it back unchanged."""
+    return Transformer.str(value)
 
 
 def _choices(override: Override, what: str) -> list:
