@@ -167,3 +167,29 @@ def moved_checkpoint_state(state: dict[str, Any], old_dir: Path, new_dir: str) -
         **{key: moved(state[key]) for key in ("best_model_path", "kth_best_model_path", "last_model_path") if key in state},
         "best_k_models": {moved(path): score for path, score in state.get("best_k_models", {}).items()},
     }
+
+
+def check_checkpoint_fits(task: pl.LightningModule, checkpoint: dict[str, Any], ckpt_path: str | None) -> None:
+    """Refuse a checkpoint whose weights do not fit the task's model in one line naming the model it
+    holds, before Lightning's strict load fails listing every missing and unexpected weight. Tasks
+    call this from `on_load_checkpoint`, when a run resumes from or evaluates a checkpoint."""
+    saved, expected = checkpoint.get("state_dict"), task.state_dict()
+    if saved is None or (saved.keys() == expected.keys() and all(saved[name].shape == expected[name].shape for name in expected)):
+        return
+    recorded = upgrade_recorded_config((checkpoint.get(RUN_RECORD_KEY) or {}).get("config") or {}).get("model") or {}
+    settings = " ".join(f"model.{key}={value}" for key, value in recorded.items())
+    built = f"{type(task.net).__module__}.{type(task.net).__qualname__}"
+    raise SeqlabError(
+        f"{ckpt_path or 'the checkpoint'} holds another model{f' ({settings})' if settings else ''} than this run builds "
+        f"({built}; {_first_mismatch(saved, expected)}): "
+        "drop the model overrides to use the checkpoint's model, or pass a checkpoint of the model asked for"
+    )
+
+
+def _first_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    for name in expected:
+        if name not in saved:
+            return f"the checkpoint lacks {name}"
+        if saved[name].shape != expected[name].shape:
+            return f"{name} is {list(saved[name].shape)} in the checkpoint and {list(expected[name].shape)} here"
+    return f"the checkpoint has {next(name for name in saved if name not in expected)}, which this model lacks"

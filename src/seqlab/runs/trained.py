@@ -1,8 +1,5 @@
 """A trained task rebuilt from a checkpoint that `read_run` read: for seqlab-eval, and for the commands
 that use a model without its data (seqlab-predict, -export, -generate).
-
-Not imported by `seqlab.runs` itself: the tasks import `seqlab.runs.record`, and this module imports
-the tasks.
 """
 
 from dataclasses import dataclass
@@ -13,8 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.errors import SeqlabError
 from seqlab.runs.build import build_task, restore_datamodule
-from seqlab.runs.record import RUN_RECORD_KEY, SavedRun, read_run
-from seqlab.tasks.base import check_checkpoint_fits
+from seqlab.runs.record import RUN_RECORD_KEY, SavedRun, check_checkpoint_fits, read_run
 
 CLASSIFICATION = "classification"
 LANGUAGE_MODEL = "language model"

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from seqlab.errors import SeqlabError
-from seqlab.runs.legacy import upgrade_recorded_config
-from seqlab.runs.record import RUN_RECORD_KEY
+from seqlab.runs.record import check_checkpoint_fits
 from seqlab.tasks.optim import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -65,28 +64,3 @@ class Task(pl.LightningModule):
         total_steps = int(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}
 
-
-def check_checkpoint_fits(task: Task, checkpoint: dict[str, Any], ckpt_path: str | None) -> None:
-    """Refuse a checkpoint whose weights do not fit the task's model in one line naming the model it
-    holds, before Lightning's strict load fails listing every missing and unexpected weight. Tasks
-    call this from `on_load_checkpoint`, when a run resumes from or evaluates a checkpoint."""
-    saved, expected = checkpoint.get("state_dict"), task.state_dict()
-    if saved is None or (saved.keys() == expected.keys() and all(saved[name].shape == expected[name].shape for name in expected)):
-        return
-    recorded = upgrade_recorded_config((checkpoint.get(RUN_RECORD_KEY) or {}).get("config") or {}).get("model") or {}
-    settings = " ".join(f"model.{key}={value}" for key, value in recorded.items())
-    built = f"{type(task.net).__module__}.{type(task.net).__qualname__}"
-    raise SeqlabError(
-        f"{ckpt_path or 'the checkpoint'} holds another model{f' ({settings})' if settings else ''} than this run builds "
-        f"({built}; {_first_mismatch(saved, expected)}): "
-        "drop the model overrides to use the checkpoint's model, or pass a checkpoint of the model asked for"
-    )
-
-
-def _first_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
-    for name in expected:
-        if name not in saved:
-            return f"the checkpoint lacks {name}"
-        if saved[name].shape != expected[name].shape:
-            return f"{name} is {list(saved[name].shape)} in the checkpoint and {list(expected[name].shape)} here"
-    return f"the checkpoint has {next(name for name in saved if name not in expected)}, which this model lacks"
