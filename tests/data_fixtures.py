@@ -22,8 +22,7 @@ def labelled_rows(count: int, labels: tuple[str, ...] = ("neg", "pos"), seed: in
     rng = random.Random(seed)
     spell = str.maketrans("0123456789", DIGITS)
     return [
-        (f"review {str(i).translate(spell)} {DIGITS} " + " ".join(rng.choices(WORDS, k=rng.randrange(3, 12))), labels[i % len(labels)])
-        for i in range(count)
+        (f"review {str(i).translate(spell)} {DIGITS} " + " ".join(rng.choices(WORDS, k=rng.randrange(3, 12))), labels[i % len(labels)]) for i in range(count)
     ]
 
 
@@ -40,7 +39,7 @@ def write_rows(path: Path, rows: list[tuple[str, str]], format: str, text_column
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({text_column: [t for t, _ in rows], label_column: [l for _, l in rows]}), path)
+        pq.write_table(pa.table({text_column: [t for t, _ in rows], label_column: [label for _, label in rows]}), path)
     elif format == "label_text":
         path.write_text("".join(f"{label} {text}\n" for text, label in rows))
     else:

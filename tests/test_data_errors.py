@@ -107,7 +107,9 @@ def test_malformed_lines_name_the_line(tmp_path):
 
 
 def test_cli_reports_a_missing_training_file_in_one_line(tmp_path):
-    result = run_cli("seqlab-train", "data=text_files", "data.train_file=nowhere.csv", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli(
+        "seqlab-train", "data=text_files", "data.train_file=nowhere.csv", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: nowhere.csv: no such file (looked in {tmp_path} and {tmp_path})"
     assert "Traceback" not in result.stderr
@@ -116,7 +118,9 @@ def test_cli_reports_a_missing_training_file_in_one_line(tmp_path):
 def test_cli_reports_undecodable_text_with_nothing_cached(tmp_path):
     path = write_rows(tmp_path / "train.csv", labelled_rows(30), "csv")
     path.write_bytes(path.read_bytes() + b"pos,\xe9t\xe9\n")
-    result = run_cli("seqlab-train", "data=text_files", "data.train_file=train.csv", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli(
+        "seqlab-train", "data=text_files", "data.train_file=train.csv", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: train.csv: not UTF-8 text (invalid continuation byte at byte")
     assert not (tmp_path / ".cache").exists()

@@ -78,9 +78,14 @@ def test_language_modelling_folds_partition_the_training_text(tmp_path):
     text = path.read_text()
     val_texts, tests = [], []
     for fold in range(K):
-        datamodule = LanguageModelingDataModule(files=[str(path)], tokenizer=CharTokenizer(), block_size=8, num_folds=K, fold=fold, cache_dir=str(tmp_path / ".cache"))
+        datamodule = LanguageModelingDataModule(
+            files=[str(path)], tokenizer=CharTokenizer(), block_size=8, num_folds=K, fold=fold, cache_dir=str(tmp_path / ".cache")
+        )
         datamodule.setup()
-        decode = lambda split: "".join(datamodule.tokenizer.decode(s.tolist()) for s in datamodule.segments[split])
+
+        def decode(split: str) -> str:
+            return "".join(datamodule.tokenizer.decode(s.tolist()) for s in datamodule.segments[split])
+
         val_texts.append(decode("val"))
         tests.append(decode("test"))
         assert len(decode("train")) + len(decode("val")) == int(len(text) * 0.9)

@@ -51,8 +51,13 @@ def test_text_files_uses_given_validation_and_test_files_and_columns(tmp_path):
         for split, n, seed in (("train", 30, 0), ("val", 9, 1), ("test", 12, 2))
     }
     datamodule = TextFilesDataModule(
-        train_file=str(files["train"]), val_file=str(files["val"]), test_file=str(files["test"]),
-        text_column="body", label_column="topic", tokenizer=BPETokenizer(vocab_size=300), cache_dir=None,
+        train_file=str(files["train"]),
+        val_file=str(files["val"]),
+        test_file=str(files["test"]),
+        text_column="body",
+        label_column="topic",
+        tokenizer=BPETokenizer(vocab_size=300),
+        cache_dir=None,
     )
     datamodule.setup()
     assert datamodule.split_sizes == {"data/train_size": 30, "data/val_size": 9, "data/test_size": 12}
@@ -106,8 +111,13 @@ def test_text_lm_splits_a_text_file_by_position(tmp_path):
     assert torch.equal(batch["input_ids"][:, 1:], batch["targets"][:, :-1])
 
 
-@pytest.mark.parametrize("data,tokenizer", [("imdb", "word"), ("sst2", "bpe"), ("text_files", "pretrained"), ("shakespeare", "word"), ("synthetic_sentiment", "char")])
+@pytest.mark.parametrize(
+    "data,tokenizer", [("imdb", "word"), ("sst2", "bpe"), ("text_files", "pretrained"), ("shakespeare", "word"), ("synthetic_sentiment", "char")]
+)
 def test_the_tokenizer_group_composes_with_the_data_groups(compose_config, data, tokenizer):
     cfg = compose_config([f"data={data}", f"data/tokenizer={tokenizer}"])
-    assert cfg.data.tokenizer._target_.split(".")[-1] == {"word": "WordTokenizer", "bpe": "BPETokenizer", "char": "CharTokenizer", "pretrained": "PretrainedTokenizer"}[tokenizer]
+    assert (
+        cfg.data.tokenizer._target_.split(".")[-1]
+        == {"word": "WordTokenizer", "bpe": "BPETokenizer", "char": "CharTokenizer", "pretrained": "PretrainedTokenizer"}[tokenizer]
+    )
     assert data == "synthetic_sentiment" or cfg.data.cache_dir.endswith("/.cache")

@@ -99,7 +99,9 @@ def test_pad_to_longest_pads_with_the_pad_id():
 def test_bucketing_groups_similar_lengths_and_still_shuffles():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 500, size=1000)
-    sampler = lambda: BucketBatchSampler(torch.utils.data.RandomSampler(range(1000)), batch_size=10, drop_last=False, lengths=lengths, bucket_batches=20)
+
+    def sampler() -> BucketBatchSampler:
+        return BucketBatchSampler(torch.utils.data.RandomSampler(range(1000)), batch_size=10, drop_last=False, lengths=lengths, bucket_batches=20)
 
     torch.manual_seed(0)
     epoch1 = list(sampler())

@@ -26,7 +26,17 @@ def test_sst2_trains_end_to_end_with_its_published_split_sizes(compose_config, i
 
 def test_text_files_trains_end_to_end_and_its_run_dir_holds_the_label_mapping(compose_config, in_hydra, tmp_path):
     write_rows(tmp_path / "data" / "reviews.jsonl", labelled_rows(300, ("bad", "good")), "jsonl")
-    cfg = compose_config(["data=text_files", "data.train_file=reviews.jsonl", f"paths.data_dir={tmp_path / 'data'}", "data.bucket_by_length=true", "debug=limit", "trainer.max_epochs=1", *SMALL_MODEL])
+    cfg = compose_config(
+        [
+            "data=text_files",
+            "data.train_file=reviews.jsonl",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "data.bucket_by_length=true",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            *SMALL_MODEL,
+        ]
+    )
     in_hydra(train, cfg)
     metrics = read_metrics(tmp_path / "run")
     assert (metrics["data/train_size"], metrics["data/val_size"], metrics["data/test_size"]) == (240, 30, 30)

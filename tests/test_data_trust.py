@@ -65,7 +65,7 @@ def test_line_separators_inside_a_text_keep_the_example_whole(tmp_path, format):
     if format == "jsonl":
         # As written by json.dumps(..., ensure_ascii=False): NEL, U+2028 and U+2029 stay raw.
         path = tmp_path / "train.jsonl"
-        path.write_text("".join(json.dumps({"text": t, "label": l}, ensure_ascii=False) + "\n" for t, l in rows), encoding="utf-8")
+        path.write_text("".join(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\n" for t, label in rows), encoding="utf-8")
     else:
         path = write_label_text(tmp_path / "train.txt", rows)
 
@@ -96,7 +96,7 @@ def latin1_datamodules(tmp_path, encoding):
     common = dict(tokenizer=WordTokenizer(), encoding=encoding)
     write_label_text(tmp_path / "train.txt", LATIN_1_ROWS, "latin-1")
     csv_path = tmp_path / "train.csv"
-    csv_path.write_bytes("label,text\n".encode() + "".join(f"{l},{t}\n" for t, l in LATIN_1_ROWS).encode("latin-1"))
+    csv_path.write_bytes(b"label,text\n" + "".join(f"{label},{t}\n" for t, label in LATIN_1_ROWS).encode("latin-1"))
     root = make_sst2(tmp_path)
     write_label_text(root / "stsa.binary.train", [(t, "01"[i % 2]) for i, (t, _) in enumerate(LATIN_1_ROWS)], "latin-1")
     imdb = make_aclimdb(tmp_path, per_folder=3)
@@ -144,8 +144,14 @@ def test_data_encoding_is_a_setting_of_every_file_reading_data_config(compose_co
 def test_single_class_training_data_is_refused_in_one_line_and_nothing_is_cached(tmp_path):
     write_rows(tmp_path / "d" / "oneclass.csv", labelled_rows(30, labels=("pos",)), "csv")
     result = run_cli(
-        "seqlab-train", "data=text_files", "data.train_file=d/oneclass.csv", f"paths.data_dir={tmp_path}",
-        f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=1", "callbacks.progress_bar=null", cwd=tmp_path,
+        "seqlab-train",
+        "data=text_files",
+        "data.train_file=d/oneclass.csv",
+        f"paths.data_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar=null",
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "Error: d/oneclass.csv: only one label ('pos'); classification needs at least two"
@@ -170,8 +176,15 @@ def test_holdout_fractions_that_leave_no_training_data_are_reported_as_given(tmp
 # -- seqlab-cv-summary --------------------------------------------------------------------------
 
 TINY = [
-    "data.train_size=200", "data.val_size=20", "data.test_size=20", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0",
-    "model.hidden_dim=8", "model.embed_dim=8", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "data.train_size=200",
+    "data.val_size=20",
+    "data.test_size=20",
+    "trainer.max_epochs=1",
+    "trainer.num_sanity_val_steps=0",
+    "model.hidden_dim=8",
+    "model.embed_dim=8",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
 ]
 
 
@@ -185,9 +198,7 @@ def test_cv_summary_exits_non_zero_and_names_folds_without_a_result(tmp_path):
     (fold_1 / "metrics.json").unlink()
     result = run_cli("seqlab-cv-summary", str(sweep), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: {sweep}: fold 1 incomplete (no result); cv_summary.json summarises the completed folds only"
-    )
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {sweep}: fold 1 incomplete (no result); cv_summary.json summarises the completed folds only")
     summary = json.loads((sweep / "cv_summary.json").read_text())
     assert [(f["fold"], f["status"]) for f in summary["folds"]] == [(0, "completed"), (1, "incomplete")]
     assert summary["metrics"]["val/acc"]["n"] == 1
@@ -195,7 +206,4 @@ def test_cv_summary_exits_non_zero_and_names_folds_without_a_result(tmp_path):
     shutil.rmtree(fold_1)
     result = run_cli("seqlab-cv-summary", str(sweep), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: {sweep}: fold 1 missing (no job dir); cv_summary.json summarises the completed folds only"
-    )
-
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {sweep}: fold 1 missing (no job dir); cv_summary.json summarises the completed folds only")

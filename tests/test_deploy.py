@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import FAST, read_metrics, run_cli, running_service
-from seqlab.data.synthetic import generate_reviews
 from seqlab.cli.eval import evaluate
 from seqlab.cli.export import export
 from seqlab.cli.generate import generate
 from seqlab.cli.predict import predict
+from seqlab.data.synthetic import generate_reviews
 
 pytest.importorskip("onnxruntime")
 httpx = pytest.importorskip("httpx")
@@ -32,8 +32,13 @@ def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("trained")
     run_dir = root / "run"
     result = run_cli(
-        "seqlab-train", *FAST, "trainer.max_epochs=1", "model.bidirectional=true", f"data.max_length={MAX_LENGTH}",
-        f"hydra.run.dir={run_dir}", cwd=root,
+        "seqlab-train",
+        *FAST,
+        "trainer.max_epochs=1",
+        "model.bidirectional=true",
+        f"data.max_length={MAX_LENGTH}",
+        f"hydra.run.dir={run_dir}",
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = read_metrics(run_dir)["ckpt_path"]
@@ -114,13 +119,16 @@ def test_csv_and_jsonl_inputs_give_the_same_predictions(trained, texts, run_pred
     from_lines = run_predict(f"bundle={trained['onnx']}", f"input={write_lines(tmp_path / 'in.txt', texts[:40])}")
     from_csv = run_predict(f"bundle={trained['onnx']}", f"input={tmp_path / 'in.csv'}", "text_column=review")
     from_jsonl = run_predict(f"bundle={trained['onnx']}", f"input={tmp_path / 'in.jsonl'}")
-    assert from_lines == from_csv == from_jsonl
+    predicted = [[(p["label"], p["probs"]) for p in rows] for rows in (from_lines, from_csv, from_jsonl)]
+    assert predicted[0] == predicted[1] == predicted[2]
 
 
 def test_predict_command_line(trained, tmp_path):
     output = tmp_path / "out" / "predictions.jsonl"
     input_file = write_lines(tmp_path / "in.txt", ["the film was truly wonderful", "the plot was dull"])
-    result = run_cli("seqlab-predict", f"bundle={trained['onnx']}", f"input={input_file}", f"output={output}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli(
+        "seqlab-predict", f"bundle={trained['onnx']}", f"input={input_file}", f"output={output}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [set(p) for p in read_jsonl(output)] == [{"label", "probs"}] * 2
 
@@ -135,7 +143,7 @@ def test_onnx_bundle_is_self_contained_with_dynamic_axes_and_checksums(trained):
 
     bundle = trained["onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert sorted(manifest["files"]) == ["labels.json", "model.onnx", "tokenizer.json"]
+    assert sorted(manifest["files"]) == ["labels.json", "model.onnx", "seqlab_tokenizer.json", "tokenizer.json"]
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_of(bundle / name)
     assert manifest["format"] == "onnx" and manifest["kind"] == "classification" and manifest["max_length"] == MAX_LENGTH
@@ -154,7 +162,14 @@ def test_safetensors_bundle_predicts_what_the_checkpoint_predicts(trained, texts
 
     bundle = tmp_path / "bundle-st"
     in_hydra(export, compose_config([f"ckpt_path={trained['ckpt']}", "format=safetensors", f"output_dir={bundle}"], config_name="export"))
-    assert sorted(p.name for p in bundle.iterdir()) == ["config.json", "labels.json", "manifest.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "config.json",
+        "labels.json",
+        "manifest.json",
+        "model.safetensors",
+        "seqlab_tokenizer.json",
+        "tokenizer.json",
+    ]
     assert any(name.startswith("net.") for name in load_file(bundle / "model.safetensors"))
     input_file = write_lines(tmp_path / "in.txt", texts[:60])
     assert max_difference(run_predict(f"ckpt_path={trained['ckpt']}", f"input={input_file}"), run_predict(f"bundle={bundle}", f"input={input_file}")) <= 1e-6
@@ -162,10 +177,11 @@ def test_safetensors_bundle_predicts_what_the_checkpoint_predicts(trained, texts
 
 def test_export_check_refuses_a_model_that_disagrees(trained, tmp_path):
     """The agreement check compares ONNX Runtime with the task it was exported from: a changed task fails it."""
+    from omegaconf import OmegaConf
+
     from seqlab.deploy.onnx_export import check_onnx
     from seqlab.errors import SeqlabError
     from seqlab.runs.trained import CLASSIFICATION, load_trained_task
-    from omegaconf import OmegaConf
 
     loaded = load_trained_task(trained["ckpt"], OmegaConf.create({"data_dir": str(tmp_path)}), CLASSIFICATION, "test")
     tokenizer = loaded.datamodule.tokenizer
@@ -235,7 +251,10 @@ BAD_INPUTS = {
     "bundle with a wrong checksum": (lambda t, p: [f"bundle={damaged_copy(t['onnx'], p, 'changed')}"], "labels.json does not match its sha256"),
     "not a bundle": (lambda t, p: [f"bundle={p}"], "has no manifest.json"),
     "empty input": (lambda t, p: [f"ckpt_path={t['ckpt']}", f"input={write_lines(p / 'empty.txt', [])}"], "holds no texts"),
-    "csv without the text column": (lambda t, p: [f"bundle={t['onnx']}", f"input={write_lines(p / 'x.csv', ['id,body', '1,good'])}"], "has no column 'text' (columns: id, body)"),
+    "csv without the text column": (
+        lambda t, p: [f"bundle={t['onnx']}", f"input={write_lines(p / 'x.csv', ['id,body', '1,good'])}"],
+        "has no column 'text' (columns: id, body)",
+    ),
     "bad jsonl line": (lambda t, p: [f"bundle={t['onnx']}", f"input={write_lines(p / 'x.jsonl', [JSON_TEXT, '{oops'])}"], "x.jsonl:2: not a JSON object"),
     "not a checkpoint": (lambda t, p: [f"ckpt_path={write_lines(p / 'x.ckpt', ['junk'])}"], "is not a readable checkpoint"),
     "both sources": (lambda t, p: [f"ckpt_path={t['ckpt']}", f"bundle={t['onnx']}"], "needs one of ckpt_path=<checkpoint> or bundle="),
@@ -273,9 +292,7 @@ def test_generate_refuses_a_classifier_checkpoint(trained, compose_config, in_hy
 
 @pytest.fixture
 def service(trained, tmp_path):
-    with running_service(
-        f"bundle={trained['onnx']}", "max_texts_per_request=32", "max_text_chars=5000", "batch_timeout_ms=20", cwd=tmp_path
-    ) as url:
+    with running_service(f"bundle={trained['onnx']}", "max_texts_per_request=32", "max_text_chars=5000", "batch_timeout_ms=20", cwd=tmp_path) as url:
         yield url
 
 

@@ -77,7 +77,17 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
     # 200 examples split between 2 ranks, 64 a batch: 2 steps (one process would take 4).
     assert metrics["epoch"] == 1 and metrics["global_step"] == 2 and 0 <= metrics["test/acc"] <= 1
     # One run dir, written by rank 0 alone: no per-rank logs or logger versions, nothing outside it.
-    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "csv", "labels.json", "learning_curves.png", "metrics.json", "tokenizer.json", "train.log"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".hydra",
+        "checkpoints",
+        "config_tree.log",
+        "csv",
+        "labels.json",
+        "learning_curves.png",
+        "metrics.json",
+        "tokenizer.json",
+        "train.log",
+    ]
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "run"]
     log = (run_dir / "train.log").read_text()
@@ -87,9 +97,7 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
 def test_ddp_multirun_runs_each_job_on_every_rank(tmp_path):
     """Every rank of a sweep job runs that job's config in that job's dir; no other dirs appear (Lightning #11300)."""
     sweep, probes = tmp_path / "sweep", tmp_path / "probe"
-    result = run_cli(
-        "seqlab-train", "-m", *DDP_ON_CPU, *TINY, "model.hidden_dim=16,24", probe(probes), f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=PROBE_ENV
-    )
+    result = run_cli("seqlab-train", "-m", *DDP_ON_CPU, *TINY, "model.hidden_dim=16,24", probe(probes), f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=PROBE_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_each_job_ran_on_two_ranks(probe_records(probes), sweep, {0: 16, 1: 24})
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
@@ -101,8 +109,16 @@ def test_submitit_local_multirun_runs_each_rank_as_a_task(tmp_path):
     """hydra/launcher=submitit_local tries the SLURM layout on one machine: one task per device, each job in its dir."""
     sweep, probes = tmp_path / "sweep", tmp_path / "probe"
     result = run_cli(
-        "seqlab-train", "-m", "hydra/launcher=submitit_local", *DDP_ON_CPU, *TINY, "model.hidden_dim=16,24", probe(probes),
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={**PROBE_ENV, "PYTHONWARNINGS": "default"},
+        "seqlab-train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        *DDP_ON_CPU,
+        *TINY,
+        "model.hidden_dim=16,24",
+        probe(probes),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={**PROBE_ENV, "PYTHONWARNINGS": "default"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is validated against ConfigStore schema" not in result.stderr
@@ -115,12 +131,30 @@ def test_submitit_local_multirun_runs_each_rank_as_a_task(tmp_path):
 
 def test_slurm_preset_takes_tasks_and_nodes_from_the_trainer(tmp_path):
     result = run_cli(
-        "seqlab-train", "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-        "hydra.launcher.partition=gpu", "hydra.launcher.account=lab", "--cfg", "all", "--resolve", "--package", "hydra.launcher", cwd=tmp_path,
+        "seqlab-train",
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.account=lab",
+        "--cfg",
+        "all",
+        "--resolve",
+        "--package",
+        "hydra.launcher",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     launcher = result.stdout.splitlines()
-    for line in ["tasks_per_node: 4", "nodes: 2", "gpus_per_node: 4", "partition: gpu", "account: lab", "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"]:
+    for line in [
+        "tasks_per_node: 4",
+        "nodes: 2",
+        "gpus_per_node: 4",
+        "partition: gpu",
+        "account: lab",
+        "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    ]:
         assert line in launcher, line
     max_num_timeout = next(int(line.split(": ")[1]) for line in launcher if line.startswith("max_num_timeout: "))
     assert max_num_timeout > 0, "a job that reaches its time limit must be requeued"
@@ -152,8 +186,17 @@ def test_ddp_presets_build_their_strategies_on_cpu(compose_config):
 
 def test_under_submitit_on_slurm_only_submitit_requeues(compose_config, monkeypatch):
     """Lightning's own SIGUSR1 requeue is off; seqlab's checkpoint-and-requeue callback hands over to submitit."""
-    slurm_task = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "2",
-                  "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}
+    slurm_task = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "node1",
+    }
     for name, value in slurm_task.items():
         monkeypatch.setenv(name, value)
     trainer = runs.build_trainer(compose_config([*DDP_ON_CPU, "logger=none", "callbacks=none"]))
@@ -176,8 +219,15 @@ def test_extra_ranks_run_the_job_not_the_sweep(compose_config, monkeypatch):
     command, cwd = distributed.hydra_job_command()
     run_dir = hydra_cfg.runtime.output_dir
     assert command[-9:] == [
-        "--config-name", "train", "hydra.verbose=true", "model.hidden_dim=24", "+callbacks.x.run_dir='${paths.output_dir}'",
-        "hydra.job.num=1", 'hydra.job.id="1"', f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null",
+        "--config-name",
+        "train",
+        "hydra.verbose=true",
+        "model.hidden_dim=24",
+        "+callbacks.x.run_dir='${paths.output_dir}'",
+        "hydra.job.num=1",
+        'hydra.job.id="1"',
+        f'hydra.run.dir="{run_dir}"',
+        "hydra.output_subdir=null",
     ]
     assert "-m" not in command[3:] and cwd == hydra_cfg.runtime.cwd
 

@@ -33,9 +33,15 @@ def test_shakespeare_lstm_shares_the_split_and_budget(compose_config):
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (SST-2 and tiny Shakespeare)")
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_on_the_shared_data(compose_config, in_hydra, tmp_path, preset):
-    cfg = compose_config([
-        f"experiment={preset}", f"paths.data_dir={SHARED_DATA}", "debug=limit", "trainer.max_steps=10",
-        "trainer.val_check_interval=null", "callbacks.progress_bar=null",
-    ])
+    cfg = compose_config(
+        [
+            f"experiment={preset}",
+            f"paths.data_dir={SHARED_DATA}",
+            "debug=limit",
+            "trainer.max_steps=10",
+            "trainer.val_check_interval=null",
+            "callbacks.progress_bar=null",
+        ]
+    )
     in_hydra(train, cfg)
     assert "test/loss" in read_metrics(tmp_path / "run")

@@ -125,7 +125,10 @@ def test_train_loss_is_logged_on_the_steps_that_are_written_and_the_last():
         out = []
         for step in range(steps):  # global_step before the step
             trainer = types.SimpleNamespace(
-                global_step=step, log_every_n_steps=every, max_steps=max_steps, fast_dev_run=False,
+                global_step=step,
+                log_every_n_steps=every,
+                max_steps=max_steps,
+                fast_dev_run=False,
                 is_last_batch=(step + 1) % batches_per_epoch == 0,
             )
             if logs_this_step(trainer):

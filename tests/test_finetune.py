@@ -15,12 +15,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from conftest import read_metrics
+from seqlab.cli.train import train
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT, GPTClassifier
 from seqlab.models.lora import LoRALinear, add_lora, merge_lora
 from seqlab.models.transformer import TransformerClassifier
 from seqlab.tasks.finetuning import REPORT_FILE, FineTuningClassificationTask, FreezeBackbone, layerwise_scales, load_matching
-from seqlab.cli.train import train
 
 TINY_GPT = {"block_size": 16, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "dropout": 0.0}
 
@@ -78,8 +78,13 @@ def _task(**kwargs) -> FineTuningClassificationTask:
 
 def _fit(task: pl.LightningModule, epochs: int, callbacks: list[pl.Callback] = ()) -> None:
     trainer = pl.Trainer(
-        max_epochs=epochs, callbacks=list(callbacks), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=epochs,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(task, train_dataloaders=DataLoader(_batches(30, 3), batch_size=None))
 
@@ -214,9 +219,17 @@ def pretrained(tmp_path_factory):
     _write_data(root / "data")
     run_dir = root / "run"
     overrides = [
-        "experiment=pretrain_gpt", f"paths.data_dir={root / 'data'}", *SMALL_MODEL,
-        "data.tokenizer.vocab_size=300", "data.block_size=16", "data.batch_size=8", "data.train_samples_per_epoch=160",
-        "trainer.max_steps=20", "trainer.val_check_interval=20", "task.sample_length=4", "scheduler.warmup_steps=5",
+        "experiment=pretrain_gpt",
+        f"paths.data_dir={root / 'data'}",
+        *SMALL_MODEL,
+        "data.tokenizer.vocab_size=300",
+        "data.block_size=16",
+        "data.batch_size=8",
+        "data.train_samples_per_epoch=160",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=20",
+        "task.sample_length=4",
+        "scheduler.warmup_steps=5",
     ]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
@@ -235,8 +248,16 @@ def pretrained(tmp_path_factory):
 
 def _finetune_overrides(data_dir, ckpt: str, *extra: str) -> list[str]:
     return [
-        "experiment=finetune_gpt", f"finetune.from_ckpt={ckpt}", f"paths.data_dir={data_dir}", *SMALL_MODEL,
-        "model.block_size=16", "data.max_length=16", "trainer.max_epochs=2", "scheduler.warmup_steps=5", "optimizer.lr=3e-3", *extra,
+        "experiment=finetune_gpt",
+        f"finetune.from_ckpt={ckpt}",
+        f"paths.data_dir={data_dir}",
+        *SMALL_MODEL,
+        "model.block_size=16",
+        "data.max_length=16",
+        "trainer.max_epochs=2",
+        "scheduler.warmup_steps=5",
+        "optimizer.lr=3e-3",
+        *extra,
     ]
 
 
@@ -245,7 +266,11 @@ def test_pretrained_gpt_fine_tunes_as_a_classifier(pretrained, compose_config, i
     in_hydra(train, compose_config(_finetune_overrides(data_dir, ckpt, "callbacks.freeze_backbone.epochs=1")))
     run_dir = tmp_path / "run"
     report = json.loads((run_dir / REPORT_FILE).read_text())
-    backbone_keys = {key.removeprefix("net.backbone.") for key in torch.load(read_metrics(run_dir)["ckpt_path"], weights_only=True)["state_dict"] if key.startswith("net.backbone.")}
+    backbone_keys = {
+        key.removeprefix("net.backbone.")
+        for key in torch.load(read_metrics(run_dir)["ckpt_path"], weights_only=True)["state_dict"]
+        if key.startswith("net.backbone.")
+    }
     assert set(report["loaded"]) == backbone_keys and report["missing"] == [] and report["shape_mismatched"] == {}
     assert report["from_ckpt"] == ckpt
     # The classification data were tokenised with the pretraining run's tokenizer.
@@ -272,25 +297,32 @@ def test_lora_fine_tune_trains_only_adapters_and_its_checkpoint_evaluates(pretra
     assert in_hydra(evaluate, cfg)["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
     # Exported, the adapters are merged into a plain GPT classifier, which ONNX Runtime checks against the task.
-    from seqlab.deploy.bundle import open_bundle
     from seqlab.cli.export import export
+    from seqlab.deploy.bundle import open_bundle
 
     bundle_dir = tmp_path / "bundle"
-    in_hydra(export, compose_config([f"ckpt_path={metrics['ckpt_path']}", f"output_dir={bundle_dir}", f"paths.data_dir={data_dir}"], config_name="export", run_dir=tmp_path / "export"))
+    in_hydra(
+        export,
+        compose_config(
+            [f"ckpt_path={metrics['ckpt_path']}", f"output_dir={bundle_dir}", f"paths.data_dir={data_dir}"], config_name="export", run_dir=tmp_path / "export"
+        ),
+    )
     assert open_bundle(bundle_dir).format == "onnx"
 
 
 def test_gpt_classifier_safetensors_bundle_predicts_what_its_checkpoint_predicts(pretrained, compose_config, in_hydra, tmp_path):
     """The GPT's token embedding and output layer share one tensor, which the bundle must store once and restore tied."""
-    from seqlab.deploy.bundle import open_bundle
     from seqlab.cli.export import export
     from seqlab.cli.predict import predict
+    from seqlab.deploy.bundle import open_bundle
 
     data_dir, ckpt, _ = pretrained
     in_hydra(train, compose_config(_finetune_overrides(data_dir, ckpt, "trainer.max_epochs=1")))
     checkpoint = read_metrics(tmp_path / "run")["ckpt_path"]
     bundle_dir = tmp_path / "bundle"
-    export_cfg = compose_config([f"ckpt_path={checkpoint}", "format=safetensors", f"output_dir={bundle_dir}"], config_name="export", run_dir=tmp_path / "export")
+    export_cfg = compose_config(
+        [f"ckpt_path={checkpoint}", "format=safetensors", f"output_dir={bundle_dir}"], config_name="export", run_dir=tmp_path / "export"
+    )
     in_hydra(export, export_cfg)
     task = open_bundle(bundle_dir).torch_task()
     assert task.net.backbone.lm_head.weight is task.net.backbone.transformer.wte.weight
@@ -328,7 +360,10 @@ def test_a_checkpoint_is_read_once_to_fine_tune_from_and_once_to_evaluate(pretra
     fine_tuned = read_metrics(tmp_path / "run")["ckpt_path"]
 
     reads.clear()
-    in_hydra(evaluate, compose_config([f"ckpt_path={fine_tuned}", f"paths.data_dir={data_dir}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"))
+    in_hydra(
+        evaluate,
+        compose_config([f"ckpt_path={fine_tuned}", f"paths.data_dir={data_dir}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"),
+    )
     assert reads == {os.path.realpath(fine_tuned): 1}
 
 

@@ -2,15 +2,16 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("transformers")
 
 from conftest import SHARED_DATA, read_metrics  # noqa: E402
+from seqlab.cli.train import train  # noqa: E402
 from seqlab.errors import SeqlabError  # noqa: E402
 from seqlab.models.hf import HFClassifier  # noqa: E402
-from seqlab.cli.train import train  # noqa: E402
 
 WORDS = "the a film movie is was good great bad awful fun dull plot acting not very".split()
 
@@ -23,10 +24,10 @@ def _tiny_bert(folder):
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
-    BertTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    BertTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    ).save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
@@ -128,3 +129,107 @@ def test_minilm_package_fine_tunes_on_sst2_for_a_few_steps(compose_config, in_hy
     metrics = read_metrics(tmp_path / "run")
     assert metrics["global_step"] == 30
     assert metrics["val/acc"] > 0.6  # 30 steps from the pretrained sentence encoder already beat chance
+
+
+def test_predict_truncates_a_long_text_as_training_does_keeping_the_final_special_token(tiny_bert):
+    """A text over the model's limit reaches the model cut by the tokenizer itself, as in training:
+    a pretrained tokenizer keeps its [SEP] at the end instead of losing it to a plain slice."""
+    from seqlab.data.tokenizers import PretrainedTokenizer
+    from seqlab.deploy.predictors import ClassificationPredictor
+
+    class SeenIds(ClassificationPredictor):
+        def probabilities(self, input_ids, lengths):
+            self.seen = [row[:length].tolist() for row, length in zip(input_ids, lengths)]
+            return np.full((len(input_ids), 2), 0.5)
+
+    tokenizer = PretrainedTokenizer(str(tiny_bert))
+    tokenizer.fit([])
+    long_text = " ".join(["good"] * 40)
+    predictor = SeenIds(tokenizer, ["neg", "pos"], max_length=8)
+    predictions = predictor.predict([long_text, "good"])
+    assert predictions.truncated == [0]
+    assert predictor.seen[0] == tokenizer.encode_batch([long_text], max_length=8)[0]
+    assert len(predictor.seen[0]) == 8 and predictor.seen[0][-1] == tokenizer.encode_batch(["good"])[0][-1]
+
+
+def _lora_task(folder, targets):
+    import functools
+
+    from seqlab.tasks.finetuning import FineTuningClassificationTask
+
+    torch.manual_seed(0)
+    return FineTuningClassificationTask(
+        model=functools.partial(HFClassifier, str(folder)),
+        dims={"vocab_size": len(WORDS) + 1, "num_classes": 2},
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        lora={"rank": 4, "alpha": 8, "dropout": 0.0, "targets": targets},
+    )
+
+
+def test_lora_on_a_hugging_face_backbone_trains_only_peft_adapters_and_the_head(tiny_bert):
+    from peft import PeftModel
+
+    task = _lora_task(tiny_bert, ["*.query", "*.value"])
+    assert isinstance(task.net.backbone, PeftModel)
+    trainable = {name for name, parameter in task.net.named_parameters() if parameter.requires_grad}
+    assert {name for name in trainable if not name.startswith("head.")} == {
+        f"backbone.base_model.model.encoder.layer.{layer}.attention.self.{linear}.lora_{matrix}.default.weight"
+        for layer in (0, 1)
+        for linear in ("query", "value")
+        for matrix in "AB"
+    }
+    assert {"head.weight", "head.bias"} <= trainable
+    assert trainable == {name for name, _ in task.net.named_parameters()} - task.frozen
+
+
+def test_merged_peft_adapters_give_the_outputs_of_the_adapted_gpt2(tiny_gpt2):
+    """GPT-2's attention is a transformers Conv1D, which peft adapts like a linear layer."""
+    from transformers import GPT2Model
+
+    task = _lora_task(tiny_gpt2, ["*.c_attn"])
+    with torch.no_grad():
+        for name, parameter in task.net.named_parameters():
+            if "lora_B" in name:  # B starts at zero: without this the adapters change nothing
+                parameter.normal_(std=0.1)
+    task.eval()
+    ids, lengths = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]]), torch.tensor([4, 2])
+    with torch.no_grad():
+        adapted = task.net(ids, lengths)
+        merged = task.merge_adapters()(ids, lengths)
+    assert type(task.net.backbone) is GPT2Model
+    assert not any("lora" in name for name, _ in task.net.named_parameters())
+    assert not torch.allclose(adapted, HFClassifier(str(tiny_gpt2), num_classes=2).eval()(ids, lengths), atol=1e-3)
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=0)
+
+
+def test_lora_fine_tuning_of_a_hugging_face_backbone_saves_peft_adapters_and_exports(compose_config, in_hydra, tmp_path, tiny_bert, monkeypatch):
+    from peft import PeftConfig
+
+    from seqlab.cli.export import export
+    from seqlab.deploy.bundle import open_bundle
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    overrides = [
+        "model=hf_classifier",
+        f"model.pretrained={tiny_bert}",
+        "task=finetune_classification",
+        "task.lora={rank: 4, alpha: 8, dropout: 0.0, targets: ['*.query', '*.value']}",
+        "data.train_size=64",
+        "data.val_size=32",
+        "data.test_size=32",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+    ]
+    in_hydra(train, compose_config(overrides))
+    run_dir = tmp_path / "run"
+    adapter = PeftConfig.from_pretrained(str(run_dir / "adapter"))
+    assert (adapter.r, adapter.lora_alpha) == (4, 8)
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    bundle_dir = tmp_path / "bundle"
+    ckpt_path = run_dir / read_metrics(run_dir)["ckpt_path"]
+    in_hydra(
+        export, compose_config([f"ckpt_path={ckpt_path}", "format=safetensors", f"output_dir={bundle_dir}"], config_name="export", run_dir=tmp_path / "export")
+    )
+    assert open_bundle(bundle_dir).format == "safetensors"
+    assert json.loads((bundle_dir / "config.json").read_text())["task"]["lora"] is None

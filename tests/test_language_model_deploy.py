@@ -23,11 +23,26 @@ def lm_checkpoint(tmp_path_factory) -> str:
     text_file.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)))
     run_dir = root / "run"
     result = run_cli(
-        "seqlab-train", "data=text_lm", f"data.files=[{text_file}]", "model=gpt", "task=language_modeling",
-        "monitor=val/loss", "monitor_mode=min", "data.block_size=16", "model.block_size=16", "model.num_layers=1",
-        "model.num_heads=2", "model.hidden_dim=16", "data.train_samples_per_epoch=320", "data.batch_size=16",
-        "trainer.max_epochs=1", "task.sample_length=0", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        f"hydra.run.dir={run_dir}", cwd=root,
+        "seqlab-train",
+        "data=text_lm",
+        f"data.files=[{text_file}]",
+        "model=gpt",
+        "task=language_modeling",
+        "monitor=val/loss",
+        "monitor_mode=min",
+        "data.block_size=16",
+        "model.block_size=16",
+        "model.num_layers=1",
+        "model.num_heads=2",
+        "model.hidden_dim=16",
+        "data.train_samples_per_epoch=320",
+        "data.batch_size=16",
+        "trainer.max_epochs=1",
+        "task.sample_length=0",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        f"hydra.run.dir={run_dir}",
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "learning_curves.png").is_file()
@@ -49,7 +64,10 @@ def test_generate_prints_a_sample_that_the_seed_reproduces(lm_checkpoint, tmp_pa
 
 def test_a_prompt_longer_than_the_context_is_said_once(lm_checkpoint, compose_config, in_hydra, caplog):
     long_prompt = " ".join(WORDS)
-    samples = in_hydra(generate, compose_config([f"ckpt_path={lm_checkpoint}", f"prompt='{long_prompt}'", "max_new_tokens=5", "temperature=0", "num_samples=2"], config_name="generate"))
+    samples = in_hydra(
+        generate,
+        compose_config([f"ckpt_path={lm_checkpoint}", f"prompt='{long_prompt}'", "max_new_tokens=5", "temperature=0", "num_samples=2"], config_name="generate"),
+    )
     assert len(samples) == 2 and samples[0] == samples[1] and samples[0].startswith(long_prompt)
     warnings = [r.getMessage() for r in caplog.records if "context" in r.getMessage()]
     assert warnings == [f"the prompt has {len(long_prompt)} tokens, more than the model's context of 16: it conditions on the last 16"]
@@ -58,7 +76,9 @@ def test_a_prompt_longer_than_the_context_is_said_once(lm_checkpoint, compose_co
 @pytest.mark.parametrize("command", [predict, export], ids=["predict", "export"])
 def test_classifier_commands_refuse_a_language_model(lm_checkpoint, compose_config, in_hydra, tmp_path, capsys, command):
     (tmp_path / "in.txt").write_text("the king\n")
-    overrides = {"predict": [f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"], "export": [f"output_dir={tmp_path / 'bundle'}"]}[command.__name__]
+    overrides = {"predict": [f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"], "export": [f"output_dir={tmp_path / 'bundle'}"]}[
+        command.__name__
+    ]
     with pytest.raises(SystemExit):
         in_hydra(command, compose_config([f"ckpt_path={lm_checkpoint}", *overrides], config_name=command.__name__))
     assert f"holds a language model, but seqlab-{command.__name__} needs a text classifier" in capsys.readouterr().err

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import read_metrics
+from seqlab.cli.train import train
 from seqlab.data.language_modeling import IGNORE_INDEX, LanguageModelingDataModule
 from seqlab.data.tokenizers import CharTokenizer
 from seqlab.models.gpt import GPT
 from seqlab.tasks.language_modeling import LanguageModelingTask
-from seqlab.cli.train import train
 
 
 @pytest.fixture
@@ -57,10 +57,16 @@ def test_validation_loss_is_the_mean_over_tokens_not_batches(text_file):
 
 
 LM_RUN = [
-    "data=text_lm", "task=language_modeling",
-    "data.block_size=16", "data.batch_size=8", "data.eval_batch_size=32", "data.train_samples_per_epoch=400",
-    "trainer.max_epochs=2", "task.sample_length=30",
-    "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "data=text_lm",
+    "task=language_modeling",
+    "data.block_size=16",
+    "data.batch_size=8",
+    "data.eval_batch_size=32",
+    "data.train_samples_per_epoch=400",
+    "trainer.max_epochs=2",
+    "task.sample_length=30",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
 ]
 
 
@@ -88,10 +94,18 @@ def test_language_model_trains_end_to_end_and_logs_a_sample(compose_config, in_h
 
 
 def test_word_vocabularies_get_perplexity_but_no_bits_per_character(compose_config, in_hydra, tmp_path, text_file):
-    cfg = compose_config([
-        *LM_RUN, f"data.files=[{text_file}]", "model=lstm_lm", "model.embed_dim=8", "model.hidden_dim=8", "model.num_layers=1",
-        "trainer.max_epochs=1", "data.tokenizer._target_=seqlab.data.tokenizers.WordTokenizer",
-    ])
+    cfg = compose_config(
+        [
+            *LM_RUN,
+            f"data.files=[{text_file}]",
+            "model=lstm_lm",
+            "model.embed_dim=8",
+            "model.hidden_dim=8",
+            "model.num_layers=1",
+            "trainer.max_epochs=1",
+            "data.tokenizer._target_=seqlab.data.tokenizers.WordTokenizer",
+        ]
+    )
     in_hydra(train, cfg)
     metrics = read_metrics(tmp_path / "run")
     assert "val/ppl" in metrics and "val/bpc" not in metrics
@@ -101,8 +115,10 @@ def test_word_vocabularies_get_perplexity_but_no_bits_per_character(compose_conf
     ("overrides", "message"),
     [
         ([*LM_RUN, "data.files=[{text_file}]", "model=lstm"], "task=language_modeling takes model=gpt or lstm_lm"),
-        (["data.train_size=50", "data.val_size=10", "data.test_size=10", "model=gpt"],
-         "task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier"),
+        (
+            ["data.train_size=50", "data.val_size=10", "data.test_size=10", "model=gpt"],
+            "task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier",
+        ),
     ],
     ids=["classifier-as-lm", "lm-as-classifier"],
 )

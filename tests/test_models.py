@@ -48,8 +48,17 @@ RNN_VARIANTS = [
 def test_rnn_classifier_padding_never_changes_output(cell, nonlinearity, bidirectional, pooling):
     torch.manual_seed(0)
     model = RNNClassifier(
-        VOCAB, 3, pad_id=PAD, cell=cell, nonlinearity=nonlinearity, embed_dim=8, hidden_dim=6,
-        num_layers=2, bidirectional=bidirectional, pooling=pooling, dropout=0.2,
+        VOCAB,
+        3,
+        pad_id=PAD,
+        cell=cell,
+        nonlinearity=nonlinearity,
+        embed_dim=8,
+        hidden_dim=6,
+        num_layers=2,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        dropout=0.2,
     )
     assert model(*padded_batch()).shape == (3, 3)
     assert_padding_never_changes_output(model)

@@ -50,7 +50,9 @@ CATALOGUE = {
     "hidden_dim 0": Mistake([*TRAIN, "model.hidden_dim=0"], "model.hidden_dim must be a positive integer"),
     "embed_dim 0": Mistake([*TRAIN, "model.embed_dim=0"], "model.embed_dim must be a positive integer"),
     "num_layers 0": Mistake([*TRAIN, "model.num_layers=0"], "model.num_layers must be a positive integer"),
-    "transformer num_heads 0": Mistake(["seqlab-train", "model=transformer", "model.num_heads=0", "hydra.run.dir={run}"], "model.num_heads must be a positive integer"),
+    "transformer num_heads 0": Mistake(
+        ["seqlab-train", "model=transformer", "model.num_heads=0", "hydra.run.dir={run}"], "model.num_heads must be a positive integer"
+    ),
     # Settings without a value (`???` in the config).
     "text_files without a training file": Mistake(TEXT_FILES, "data.train_file is mandatory: pass data.train_file=<path>"),
     "text_lm without files": Mistake(["seqlab-train", "data=text_lm", "hydra.run.dir={run}"], "data.files is mandatory"),
@@ -61,8 +63,10 @@ CATALOGUE = {
     "eval with another model": Mistake(["seqlab-eval", "ckpt_path={lstm_ckpt}", "model=transformer", "hydra.run.dir={run}"], "holds another model"),
     # A multirun whose jobs fail: one line per failed job.
     "multirun with failing jobs": Mistake(
-        ["seqlab-train", "-m", *FAST, "model.hidden_dim=0,-1", "hydra.sweep.dir={run}"], "model.hidden_dim must be a positive integer",
-        results_in="{run}/1", error_lines=2,
+        ["seqlab-train", "-m", *FAST, "model.hidden_dim=0,-1", "hydra.sweep.dir={run}"],
+        "model.hidden_dim must be a positive integer",
+        results_in="{run}/1",
+        error_lines=2,
     ),
     # Bad data: seqlab.data reports these.
     "single-class training data": Mistake([*TEXT_FILES, "data.train_file=oneclass.csv"], "oneclass.csv: only one label"),

@@ -47,8 +47,11 @@ def test_the_optimizer_holds_every_parameter_once_the_tied_matrix_included():
 def test_rnn_and_transformer_classifiers_leave_embeddings_biases_and_norms_alone():
     rnn = RNNClassifier(40, 2, cell="rnn", embed_dim=8, hidden_dim=8, bidirectional=True)
     assert decayed_names(rnn) == {
-        "recurrence.input_maps.0.weight", "recurrence.input_maps.1.weight",
-        "recurrence.recurrent_maps.0.weight", "recurrence.recurrent_maps.1.weight", "head.weight",
+        "recurrence.input_maps.0.weight",
+        "recurrence.input_maps.1.weight",
+        "recurrence.recurrent_maps.0.weight",
+        "recurrence.recurrent_maps.1.weight",
+        "head.weight",
     }
     lstm = RNNClassifier(40, 2, cell="lstm", embed_dim=8, hidden_dim=8)
     assert decayed_names(lstm) == {"recurrence.weight_ih_l0", "recurrence.weight_hh_l0", "head.weight"}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import FAST, run_cli
-from seqlab.errors import SeqlabError
 from seqlab.cli.train import train
+from seqlab.errors import SeqlabError
 
 EPOCHS = 4
 

@@ -112,12 +112,35 @@ def test_a_checkpoint_whose_tokenizer_names_another_class_is_refused(trained, tm
     assert not marker.exists()
 
 
+def old_layout_bundle(bundle: Path, path: Path) -> Path:
+    """A copy of `bundle` as seqlab wrote them before seqlab_tokenizer.json: one tokenizer.json in seqlab's format."""
+    shutil.copytree(bundle, path)
+    (path / "seqlab_tokenizer.json").unlink()
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]["seqlab_tokenizer.json"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.parametrize("crafted_file", ["seqlab_tokenizer.json", "tokenizer.json of an old bundle"])
 @pytest.mark.parametrize("command", ["seqlab-predict bundle", "seqlab-serve"])
-def test_a_bundle_whose_tokenizer_names_another_class_is_refused(trained, tmp_path, command):
+def test_a_bundle_whose_tokenizer_names_another_class_is_refused(trained, tmp_path, command, crafted_file):
+    marker = tmp_path / "marker"
+    source = trained["bundle"] if crafted_file == "seqlab_tokenizer.json" else old_layout_bundle(trained["bundle"], tmp_path / "old")
+    name = crafted_file.split()[0]
+    bundle = crafted_bundle(source, tmp_path / "bundle", {name: json.dumps(popen_tokenizer(marker))})
+    result = run_cli(*command_line(command, bundle, tmp_path), cwd=tmp_path, timeout=120)
+    assert_refused_in_one_line(result, str(bundle / name), "'subprocess.Popen'")
+    time.sleep(0.2)
+    assert not marker.exists()
+
+
+def test_a_bundle_whose_standard_tokenizer_file_is_seqlabs_format_is_refused(trained, tmp_path):
+    """tokenizer.json beside seqlab_tokenizer.json is read only as a Hugging Face tokenizer, never for a name."""
     marker = tmp_path / "marker"
     bundle = crafted_bundle(trained["bundle"], tmp_path / "bundle", {"tokenizer.json": json.dumps(popen_tokenizer(marker))})
-    result = run_cli(*command_line(command, bundle, tmp_path), cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, str(bundle / "tokenizer.json"), "'subprocess.Popen'")
+    result = run_cli(*command_line("seqlab-predict bundle", bundle, tmp_path), cwd=tmp_path, timeout=120)
+    assert_refused_in_one_line(result, str(bundle / "tokenizer.json"), "not a word tokenizer that seqlab wrote")
     time.sleep(0.2)
     assert not marker.exists()
 
@@ -197,8 +220,14 @@ def test_a_safetensors_bundle_whose_config_names_another_target_is_refused(train
 CRAFTED_CONFIGS = {
     "a data module": ({"data": {"_target_": "subprocess.Popen", "args": "true"}}, "data._target_ 'subprocess.Popen'"),
     "a file opened for writing": ({"data": {"_target_": "builtins.open", "_args_": ["/tmp/x", "w"]}}, "data._target_ 'builtins.open'"),
-    "in a list": ({"model": {"_target_": "seqlab.models.rnn.RNNClassifier", "layers": [{"_target_": "os.system", "_args_": ["true"]}]}}, "model.layers[0]._target_ 'os.system'"),
-    "under the optimizer": ({"optimizer": {"_target_": "torch.optim.AdamW", "lr": {"_target_": "builtins.eval", "_args_": ["1"]}}}, "optimizer.lr._target_ 'builtins.eval'"),
+    "in a list": (
+        {"model": {"_target_": "seqlab.models.rnn.RNNClassifier", "layers": [{"_target_": "os.system", "_args_": ["true"]}]}},
+        "model.layers[0]._target_ 'os.system'",
+    ),
+    "under the optimizer": (
+        {"optimizer": {"_target_": "torch.optim.AdamW", "lr": {"_target_": "builtins.eval", "_args_": ["1"]}}},
+        "optimizer.lr._target_ 'builtins.eval'",
+    ),
     "reached through a seqlab module": ({"scheduler": {"_target_": "seqlab.runs.os.system"}}, "scheduler._target_ 'seqlab.runs.os.system'"),
     "a seqlab function no config uses": ({"task": {"_target_": "seqlab.runs.write_json"}}, "task._target_ 'seqlab.runs.write_json'"),
     "an interpolated target": ({"task": {"_target_": "${task.name}", "name": "subprocess.Popen"}}, "task._target_"),
@@ -221,7 +250,12 @@ def test_a_recorded_config_that_could_run_code_is_refused_naming_the_key(case):
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["experiment=sst2_gpt", "trainer=ddp", "logger=many", "debug=profiler"], ["experiment=sst2_minilm"], ["experiment=finetune_gpt", "hparams_search=optuna_pruning", "scheduler=plateau"]],
+    [
+        [],
+        ["experiment=sst2_gpt", "trainer=ddp", "logger=many", "debug=profiler"],
+        ["experiment=sst2_minilm"],
+        ["experiment=finetune_gpt", "hparams_search=optuna_pruning", "scheduler=plateau"],
+    ],
     ids=["default", "gpt ddp", "minilm", "finetune"],
 )
 def test_configs_seqlab_records_pass_the_check(compose_config, overrides):

@@ -89,8 +89,16 @@ def test_kfold_with_joblib_crossed_with_a_two_value_sweep(tmp_path):
     """Folds run in parallel processes; one summary block per model, never mixing them."""
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "seqlab-train", "-m", "model=lstm,gru", "data.num_folds=3", "data.fold=range(3)", *TINY,
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "seqlab-train",
+        "-m",
+        "model=lstm,gru",
+        "data.num_folds=3",
+        "data.fold=range(3)",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((sweep / "cv_summary.json").read_text())
@@ -121,8 +129,16 @@ def test_in_process_cv_trains_folds_in_sequence_and_returns_the_mean(compose_con
 
 def test_search_space_syntax_and_range_bounds():
     space = parse_search_space(
-        ["a=range(1,4)", "b=range(0,1,0.25)", "c=int(interval(2,8))", "d=tag(log,interval(1e-4,1e-1))",
-         "e=choice(lstm,gru)", "f=3", "g=tag(log,int(interval(2,64)))", "h=range(5,1,-2)"]
+        [
+            "a=range(1,4)",
+            "b=range(0,1,0.25)",
+            "c=int(interval(2,8))",
+            "d=tag(log,interval(1e-4,1e-1))",
+            "e=choice(lstm,gru)",
+            "f=3",
+            "g=tag(log,int(interval(2,64)))",
+            "h=range(5,1,-2)",
+        ]
     )
     d = space.distributions
     assert d["a"] == optuna.distributions.IntDistribution(1, 3)  # Hydra's range excludes its end
@@ -163,8 +179,16 @@ def test_optuna_sqlite_study_grows_by_n_trials_each_run(tmp_path):
     for run in range(2):
         sweep = tmp_path / f"sweep{run}"
         result = run_cli(
-            "seqlab-train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage=sqlite:///{db}",
-            "hydra.sweeper.study_name=resumed", *TINY, "test=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+            "seqlab-train",
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=1",
+            f"hydra.sweeper.storage=sqlite:///{db}",
+            "hydra.sweeper.study_name=resumed",
+            *TINY,
+            "test=false",
+            f"hydra.sweep.dir={sweep}",
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="resumed", storage=f"sqlite:///{db}")
@@ -191,15 +215,32 @@ def test_optuna_pruning_prunes_a_trial_running_in_another_process(tmp_path):
     """
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "seqlab-train", "-m", "hparams_search=optuna_pruning", "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=1",
-        "optimizer.lr=choice(0.01,0.0)", "model.dropout=0.1", "optimizer.weight_decay=0.01", "model.hidden_dim=16",
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.n_startup_trials=1", "optimized_metric=val/loss",
-        "hydra.sweeper.direction=minimize", *TINY, "data.batch_size=16", "trainer.max_epochs=2", "test=false",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "seqlab-train",
+        "-m",
+        "hparams_search=optuna_pruning",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.sampler.seed=1",
+        "optimizer.lr=choice(0.01,0.0)",
+        "model.dropout=0.1",
+        "optimizer.weight_decay=0.01",
+        "model.hidden_dim=16",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "optimized_metric=val/loss",
+        "hydra.sweeper.direction=minimize",
+        *TINY,
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "test=false",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="train", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_study.journal"))))
+    study = optuna.load_study(
+        study_name="train", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_study.journal")))
+    )
     first, second = study.trials
     assert first.params["optimizer.lr"] == 0.01 and first.state == optuna.trial.TrialState.COMPLETE
     assert len(first.intermediate_values) == 2
@@ -213,12 +254,22 @@ def test_optuna_pruning_prunes_a_trial_running_in_another_process(tmp_path):
 def test_optuna_failed_trial_is_recorded_and_the_sweep_goes_on_within_max_failure_rate(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "seqlab-train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.01,-1.0)",
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.max_failure_rate=0.5", *TINY, "test=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "seqlab-train",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        "optimizer.lr=choice(0.01,-1.0)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_failure_rate=0.5",
+        *TINY,
+        "test=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="train", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_study.journal"))))
+    study = optuna.load_study(
+        study_name="train", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_study.journal")))
+    )
     states = {t.params["optimizer.lr"]: t.state for t in study.trials}
     assert states == {0.01: optuna.trial.TrialState.COMPLETE, -1.0: optuna.trial.TrialState.FAIL}
     failed = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
@@ -226,8 +277,16 @@ def test_optuna_failed_trial_is_recorded_and_the_sweep_goes_on_within_max_failur
 
     # With no failure allowed, the same search stops with an error once a trial fails.
     result = run_cli(
-        "seqlab-train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.01,-1.0)",
-        "hydra.sweeper.n_trials=2", *TINY, "test=false", f"hydra.sweep.dir={tmp_path / 'strict'}", cwd=tmp_path,
+        "seqlab-train",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        "optimizer.lr=choice(0.01,-1.0)",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "test=false",
+        f"hydra.sweep.dir={tmp_path / 'strict'}",
+        cwd=tmp_path,
     )
     assert result.returncode != 0 and "max_failure_rate=0.0" in result.stderr
     assert (tmp_path / "strict" / "trials.csv").is_file()

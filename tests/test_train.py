@@ -3,8 +3,8 @@
 import json
 
 import pytest
-import torch
 import pytorch_lightning as pl
+import torch
 from omegaconf import open_dict
 
 from conftest import FAST, read_metrics, run_cli
@@ -76,7 +76,9 @@ def test_checkpoint_holds_plain_containers_and_loads_weights_only(compose_config
 def test_eval_reproduces_test_metrics_with_overrides_applied(compose_config, in_hydra, tmp_path):
     in_hydra(train, compose_config(FAST))
     trained = read_metrics(tmp_path / "run")
-    cfg = compose_config([f"ckpt_path={trained['ckpt_path']}", "data.eval_batch_size=7", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval")
+    cfg = compose_config(
+        [f"ckpt_path={trained['ckpt_path']}", "data.eval_batch_size=7", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"
+    )
     evaluated = in_hydra(evaluate, cfg)
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
     assert read_metrics(tmp_path / "eval")["ckpt_path"] == trained["ckpt_path"]

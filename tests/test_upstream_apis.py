@@ -46,9 +46,7 @@ def test_lightning_starts_extra_ranks_with_seqlabs_command_and_seqlab_ends_them(
     assert not [name for name in LAUNCH_ENV_VARS if name in os.environ], "the next job of a multirun would inherit this job's ranks"
 
 
-@pytest.mark.parametrize(
-    ("strategy", "launcher_class"), [("ddp", RankCommandLauncher), ("ddp_spawn", SpawnLauncherWithProgress)], ids=["ddp", "ddp_spawn"]
-)
+@pytest.mark.parametrize(("strategy", "launcher_class"), [("ddp", RankCommandLauncher), ("ddp_spawn", SpawnLauncherWithProgress)], ids=["ddp", "ddp_spawn"])
 def test_lightning_strategies_take_seqlabs_launchers(strategy, launcher_class):
     trainer = Trainer(strategy=strategy, accelerator="cpu", devices=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     start_extra_ranks_with(trainer.strategy, lambda: ([], "."))
@@ -62,9 +60,7 @@ def test_lightning_strategies_take_seqlabs_launchers(strategy, launcher_class):
 def test_hydras_basic_sweeper_is_found_and_its_launcher_wrapped():
     sweeper = basic_sweeper(max_batch_size=2, params=None)
     assert isinstance(sweeper, Sweeper) and type(sweeper).__name__ == "BasicSweeper", type(sweeper)
-    assert "launcher" in vars(sweeper), (
-        "Hydra's basic sweeper no longer keeps its launcher in `launcher`: update seqlab.sweeps.hydra_internals.wrap_launcher"
-    )
+    assert "launcher" in vars(sweeper), "Hydra's basic sweeper no longer keeps its launcher in `launcher`: update seqlab.sweeps.hydra_internals.wrap_launcher"
     sweeper.launcher = "hydra's launcher"
     wrap_launcher(sweeper, lambda launcher: ("wrapped", launcher))
     assert sweeper.launcher == ("wrapped", "hydra's launcher")

@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import SHARED_DATA, Timing, compose_run_config, median, report, set_threads, timed
 from hydra.utils import instantiate
 from overhead import TRAINING_ONLY, WORKLOADS, seqlab_run
+
 from seqlab import runs
 from seqlab.data.cache import content_digest
 from seqlab.data.synthetic import generate_reviews
@@ -121,7 +122,11 @@ def main() -> None:
             train = seqlab_run(cfg, datamodule, args.batches, tmp / f"round{index}")
             shares.append(load.cpu / train.cpu)
             loader_rates.append(tokens / load.cpu)
-            print(f"round {index + 1}: loader {load.wall:.3f} s ({load.cpu:.3f} s CPU), training {train.wall:.2f} s ({train.cpu:.2f} s CPU)", file=sys.stderr, flush=True)
+            print(
+                f"round {index + 1}: loader {load.wall:.3f} s ({load.cpu:.3f} s CPU), training {train.wall:.2f} s ({train.cpu:.2f} s CPU)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     share = median(shares)
     rows.append((f"training loader ({args.model} workload)", int(tokens), "", median(loader_rates), ""))
@@ -133,8 +138,7 @@ def main() -> None:
         rows,
         figures,
         notes=[
-            f"loader share of a training step (CPU time): {share:.2%} (target < 5%), per round: "
-            + ", ".join(f"{s:.2%}" for s in shares),
+            f"loader share of a training step (CPU time): {share:.2%} (target < 5%), per round: " + ", ".join(f"{s:.2%}" for s in shares),
             f"loader batch size {datamodule.batch_size}; tokens are real (unpadded) tokens",
         ],
     )

@@ -28,9 +28,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from harness import compose_run_config, report
 from torch.utils.data import DataLoader, Dataset
 
-from harness import compose_run_config, report
 from seqlab import runs
 from seqlab.data.tokenizers import CharTokenizer
 
@@ -67,7 +67,9 @@ class RandomTokenData(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = RandomTokens(self.vocab_size, self.block_size, self.batch_size * self.batches)
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.workers > 0)
+        return DataLoader(
+            dataset, batch_size=self.batch_size, num_workers=self.workers, pin_memory=torch.cuda.is_available(), persistent_workers=self.workers > 0
+        )
 
     def model_dims(self) -> dict[str, int]:
         return {"vocab_size": self.vocab_size}
@@ -183,9 +185,13 @@ def main() -> None:
         ("MFU", f"{mfu:.1%}" if peak else "n/a (no bf16 peak known: --peak-tflops)"),
         ("whole run, compilation included (s)", f"{total_s:.0f}"),
     ]
-    report("gpu: GPT-2 small, bf16-mixed, flash SDPA, fused AdamW, torch.compile", ["", "value"], rows,
-           {"tokens_per_s": tokens_per_s, "tflops": flops / 1e12, "total_s": total_s, "mfu": mfu},
-           notes=["--tiny: a check that the script runs; its figures mean nothing"] if args.tiny else [])
+    report(
+        "gpu: GPT-2 small, bf16-mixed, flash SDPA, fused AdamW, torch.compile",
+        ["", "value"],
+        rows,
+        {"tokens_per_s": tokens_per_s, "tflops": flops / 1e12, "total_s": total_s, "mfu": mfu},
+        notes=["--tiny: a check that the script runs; its figures mean nothing"] if args.tiny else [],
+    )
     sys.stdout.flush()
 
 

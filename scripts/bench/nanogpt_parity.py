@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from harness import SHARED_DATA, report
 from startup import seqlab_train
 
@@ -109,15 +108,18 @@ def main() -> None:
             (f"  share of draws <= {NANOGPT_VAL_LOSS}", share, ""),
         ]
         figures.update(
-            nanogpt_estimate_mean=estimates.mean().item(), nanogpt_estimate_std=estimates.std().item(),
-            nanogpt_estimate_p05=low, nanogpt_estimate_p95=high, nanogpt_estimate_share_at_or_below_target=share,
+            nanogpt_estimate_mean=estimates.mean().item(),
+            nanogpt_estimate_std=estimates.std().item(),
+            nanogpt_estimate_p05=low,
+            nanogpt_estimate_p95=high,
+            nanogpt_estimate_share_at_or_below_target=share,
         )
     report(
         "nanoGPT parity: experiment=shakespeare_gpt",
         ["", "seqlab", "nanoGPT"],
         rows,
         figures,
-        notes=[f"command: seqlab-train {' '.join(command[len(seqlab_train()):])}", f"OMP_NUM_THREADS={args.threads}"],
+        notes=[f"command: seqlab-train {' '.join(command[len(seqlab_train()) :])}", f"OMP_NUM_THREADS={args.threads}"],
     )
     sys.stdout.flush()
 

@@ -26,13 +26,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from harness import SHARED_DATA, Timing, compose_run_config, median, report, set_threads, timed
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-from harness import SHARED_DATA, Timing, compose_run_config, median, report, set_threads, timed
 from seqlab import runs
 from seqlab.tasks.optim import build_optimizer
 
@@ -211,7 +211,11 @@ def main() -> None:
                 ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
                 theirs = plain(cfg, datamodule, steps)
             rounds.append((ours, theirs, loop))
-            print(f"round {index + 1}: seqlab {ours.wall:.2f} s ({ours.cpu:.2f} s CPU, loop {loop.cpu:.2f}), plain {theirs.wall:.2f} s ({theirs.cpu:.2f} s CPU)", file=sys.stderr, flush=True)
+            print(
+                f"round {index + 1}: seqlab {ours.wall:.2f} s ({ours.cpu:.2f} s CPU, loop {loop.cpu:.2f}), plain {theirs.wall:.2f} s ({theirs.cpu:.2f} s CPU)",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
 
@@ -223,7 +227,17 @@ def main() -> None:
     rows.append(("median", *medians))
     report(
         f"overhead: {args.model}, {steps} training steps per run, batch size {datamodule.batch_size}",
-        ["", "seqlab steps/s", "plain steps/s", "wall ratio", "seqlab steps/CPU-s", "plain steps/CPU-s", "CPU ratio", "CPU ratio, loop only", "once per fit, CPU s"],
+        [
+            "",
+            "seqlab steps/s",
+            "plain steps/s",
+            "wall ratio",
+            "seqlab steps/CPU-s",
+            "plain steps/CPU-s",
+            "CPU ratio",
+            "CPU ratio, loop only",
+            "once per fit, CPU s",
+        ],
         rows,
         {
             "seqlab_steps_per_s": medians[0],

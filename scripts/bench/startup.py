@@ -74,10 +74,7 @@ def main() -> None:
         "help": "< 1 s",
         "one_step": f"< 2x import: {wall['one_step'] / wall['import']:.2f}x wall, {cpu['one_step'] / cpu['import']:.2f}x CPU",
     }
-    rows = [
-        (labels[name], wall[name], cpu[name], targets[name], ", ".join(f"{t.wall:.2f}" for t in times[name]))
-        for name in times
-    ]
+    rows = [(labels[name], wall[name], cpu[name], targets[name], ", ".join(f"{t.wall:.2f}" for t in times[name])) for name in times]
     report(
         f"startup: seconds, medians of {args.repeats} interleaved runs",
         ["command", "wall s", "CPU s", "target", "wall s of each run"],

@@ -102,7 +102,10 @@ def main() -> None:
             _, fit_seconds, fit_cpu = timed_cpu(lambda: tokenizer.fit(train))
             ragged, encode_seconds, encode_cpu = timed_cpu(lambda: encode_texts(tokenizer, train))
             cache_dir = scratch / f"cache-{name}"
-            make = lambda: IMDBDataModule(data_dir=str(data_dir), tokenizer=TOKENIZERS[name](), cache_dir=str(cache_dir), max_length=None)
+
+            def make() -> IMDBDataModule:
+                return IMDBDataModule(data_dir=str(data_dir), tokenizer=TOKENIZERS[name](), cache_dir=str(cache_dir), max_length=None)
+
             _, cold_seconds = timed(lambda: make().setup())
             _, warm_seconds = timed(lambda: make().setup())
             print(
@@ -111,7 +114,15 @@ def main() -> None:
                 f"{len(ragged.values) / encode_seconds / 1e6:.2f} M tokens/s, vocab {tokenizer.vocab_size})  |  "
                 f"IMDBDataModule.setup cold {cold_seconds:6.1f} s, cache hit {warm_seconds:5.2f} s"
             )
-            results[name] = {"fit_s": fit_seconds, "encode_s": encode_seconds, "fit_cpu_s": fit_cpu, "encode_cpu_s": encode_cpu, "tokens": int(len(ragged.values)), "setup_cold_s": cold_seconds, "setup_cache_hit_s": warm_seconds}
+            results[name] = {
+                "fit_s": fit_seconds,
+                "encode_s": encode_seconds,
+                "fit_cpu_s": fit_cpu,
+                "encode_cpu_s": encode_cpu,
+                "tokens": int(len(ragged.values)),
+                "setup_cold_s": cold_seconds,
+                "setup_cache_hit_s": warm_seconds,
+            }
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         print(json.dumps(results))
     finally:

@@ -81,22 +81,33 @@ class OptunaSweeper(Sweeper):
         storage = optuna_study.resolve_storage(self.storage, sweep_dir)
         study_name = self.study_name or self.config.hydra.job.name
         study = optuna.create_study(
-            storage=optuna_study.open_storage(storage), sampler=sampler, pruner=pruner, study_name=study_name,
-            directions=directions, load_if_exists=True,
+            storage=optuna_study.open_storage(storage),
+            sampler=sampler,
+            pruner=pruner,
+            study_name=study_name,
+            directions=directions,
+            load_if_exists=True,
         )
         if study.trials:
             # A seeded sampler would propose again the points it proposed when the study began.
             sampler.reseed_rng()
-        log.info("Optuna study %r in %s: %d trials so far; %d more, %d at a time; sampler %s, pruner %s, directions %s",
-                 study_name, storage, len(study.trials), n_trials, self.n_jobs, type(sampler).__name__, type(pruner).__name__, directions)
+        log.info(
+            "Optuna study %r in %s: %d trials so far; %d more, %d at a time; sampler %s, pruner %s, directions %s",
+            study_name,
+            storage,
+            len(study.trials),
+            n_trials,
+            self.n_jobs,
+            type(sampler).__name__,
+            type(pruner).__name__,
+            directions,
+        )
 
         job_idx, finished, failures, grid_done = 0, 0, [], False
         try:
             while job_idx < n_trials and not grid_done:
                 trials = [study.ask(fixed_distributions=space.distributions) for _ in range(min(self.n_jobs, n_trials - job_idx))]
-                batch = [
-                    [*space.trial_overrides(trial.params), *optuna_study.trial_env_overrides(storage, study_name, trial)] for trial in trials
-                ]
+                batch = [[*space.trial_overrides(trial.params), *optuna_study.trial_env_overrides(storage, study_name, trial)] for trial in trials]
                 returns = self.launcher.launch(batch, initial_job_idx=job_idx)
                 job_idx += len(returns)
                 for trial, ret in zip(trials, returns):

@@ -54,6 +54,8 @@ def check_override_types(cfg: DictConfig) -> None:
         return name in loader.list_groups(parent)
 
     group_overrides = [o.input_line for o in overrides if is_group(o.key_or_group)]
+    # Groups from the user's own packages (`hydra.searchpath=[pkg://mypkg.conf]`) are found again.
+    group_overrides += [line for line in hydra_cfg.overrides.hydra if line.startswith("hydra.searchpath=")]
     value_overrides = [o for o in overrides if not is_group(o.key_or_group) and not o.is_delete() and not o.is_add()]
     if value_overrides:
         _check_value_types(cfg, value_overrides, compose(config_name=hydra_cfg.job.config_name, overrides=group_overrides))

@@ -14,7 +14,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.cli.config_checks import check_override_types
+from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.launch.threads import use_threads
 from seqlab.sweeps.plugins import register_sweepers
 
 register_sweepers()
@@ -43,16 +45,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint `ckpt_path` on its run's test split; write metrics.json."""
     from seqlab import runs
     from seqlab.loggers import finish_wandb
+    from seqlab.reports.config_tree import show_config_tree
     from seqlab.reports.evaluation import evaluation_report
     from seqlab.runs.trained import load_weights
+    from seqlab.tags import as_tags
 
+    hide_known_noise(show=cfg.get("show_known_noise", False))
     check_override_types(cfg)
+    use_threads(cfg.get("threads"))
     if cfg.get("ckpt_path") in (None, "last"):
         raise SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
     ckpt_path = runs.resolve_ckpt_path(cfg)
-    saved = runs.read_run(ckpt_path)
+    saved = runs.read_run(ckpt_path, trusted_packages=cfg.trusted_packages)
     cfg = run_config(cfg, saved.config)
     runs.write_resolved_config(cfg)
+    show_config_tree(cfg)
 
     failed = True
     try:
@@ -64,7 +71,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule)[0])
         metrics.update(datamodule.split_sizes)
         report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg))
-        runs.write_json(runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, **({"report": report} if report else {})})
+        runs.write_json(
+            runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, "tags": as_tags(cfg.get("tags")), **({"report": report} if report else {})}
+        )
         failed = False
         return metrics
     finally:

@@ -38,7 +38,7 @@ def export(cfg: DictConfig) -> str:
     if not cfg.get("output_dir"):
         raise SeqlabError("seqlab-export needs output_dir=<dir> for the bundle (it must not exist yet, or add overwrite=true)")
     ckpt_path = runs.resolve_ckpt_path(cfg)
-    trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export")
+    trained = load_trained_task(ckpt_path, cfg.paths, CLASSIFICATION, "seqlab-export", cfg.trusted_packages)
     datamodule, task = trained.datamodule, trained.task
     lora_merged = bool(getattr(task, "adapted", None))
     if lora_merged:  # LoRA adapters fold into their weights: the bundle holds the plain architecture
@@ -46,8 +46,13 @@ def export(cfg: DictConfig) -> str:
     max_length = token_limit(datamodule, task.net)
 
     with bundle.bundle_writer(cfg.output_dir, cfg.overwrite) as staging:
-        fields = {"format": cfg.format, "kind": trained.kind, "max_length": max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
-        datamodule.tokenizer.save(staging / bundle.TOKENIZER)
+        fields = {
+            "format": cfg.format,
+            "kind": trained.kind,
+            "max_length": max_length,
+            "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)},
+        }
+        bundle.write_bundle_tokenizer(staging, datamodule.tokenizer, max_length)
         write_label_ids(staging / bundle.LABELS, datamodule.label_names)
         if cfg.format == bundle.ONNX:
             from seqlab.deploy.onnx_export import export_onnx

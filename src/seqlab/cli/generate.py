@@ -24,9 +24,11 @@ def generate(cfg: DictConfig) -> list[str]:
     import torch
 
     from seqlab import runs
+    from seqlab.launch.threads import use_threads
     from seqlab.runs.trained import LANGUAGE_MODEL, load_trained_task
 
     check_override_types(cfg)
+    use_threads(cfg.get("threads"))
     if cfg.get("ckpt_path") in (None, "last"):
         raise SeqlabError("seqlab-generate needs ckpt_path=<language-model checkpoint>")
     for name, minimum in (("max_new_tokens", 0), ("num_samples", 1)):
@@ -39,11 +41,11 @@ def generate(cfg: DictConfig) -> list[str]:
     if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
         raise SeqlabError(f"top_p must be in (0, 1] (or null), got {cfg.top_p}")
 
-    trained = load_trained_task(runs.resolve_ckpt_path(cfg), cfg.paths, LANGUAGE_MODEL, "seqlab-generate")
+    trained = load_trained_task(runs.resolve_ckpt_path(cfg), cfg.paths, LANGUAGE_MODEL, "seqlab-generate", cfg.trusted_packages)
     tokenizer, model = trained.datamodule.tokenizer, trained.task.net.to(cfg.device).eval()
     ids = tokenizer.encode_batch([cfg.prompt])[0] if cfg.prompt else []
     if not ids:
-        raise SeqlabError("the prompt has no tokens: give a prompt, e.g. prompt=\"ROMEO:\"")
+        raise SeqlabError('the prompt has no tokens: give a prompt, e.g. prompt="ROMEO:"')
     limit = getattr(getattr(model, "config", None), "block_size", None)
     if limit and len(ids) > limit:
         log.warning("the prompt has %d tokens, more than the model's context of %d: it conditions on the last %d", len(ids), limit, limit)

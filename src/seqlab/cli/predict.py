@@ -1,14 +1,14 @@
 """seqlab-predict: label every text of an input file with a checkpoint or an exported bundle.
 
-The input streams through in batches under a progress bar; the output, one JSON object a line in
-input order, appears only when every text has been labelled.
+The input streams through in batches under a progress bar; the output, one line per text in input
+order (JSONL, or CSV/TSV by its suffix) with the text's other input fields, appears only when every
+text has been labelled.
 
 Imports of torch (and of the seqlab modules that import it) happen inside the functions that load a
 model, so `--help` answers at once.
 """
 
 import itertools
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,7 +20,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from seqlab.cli.config_checks import check_override_types
 from seqlab.deploy.inputs import read_text_batches
+from seqlab.deploy.outputs import PredictionWriter
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.launch.threads import use_threads
 
 if TYPE_CHECKING:
     from seqlab.deploy.predictors import ClassificationPredictor
@@ -35,28 +37,39 @@ def predict(cfg: DictConfig) -> int:
     if bool(cfg.get("ckpt_path")) == bool(cfg.get("bundle")):
         raise SeqlabError("seqlab-predict needs one of ckpt_path=<checkpoint> or bundle=<exported dir>")
     if not cfg.get("input") or not cfg.get("output"):
-        raise SeqlabError("seqlab-predict needs input=<file> (one text a line, or CSV/JSONL with a text column) and output=<file.jsonl>")
+        raise SeqlabError("seqlab-predict needs input=<file> (one text a line, or CSV/JSONL with a text column) and output=<file.jsonl or .csv>")
     if cfg.batch_size < 1:
         raise SeqlabError(f"batch_size must be at least 1, got {cfg.batch_size}")
     input_path, output_path = Path(cfg.input), Path(cfg.output)
+    if not input_path.is_file():
+        raise SeqlabError(f"input {input_path} does not exist")
+    use_threads(cfg.get("threads"))
 
-    batches = read_text_batches(input_path, cfg.batch_size, cfg.text_column)
-    first = next(batches, None)  # an empty input is refused before the model is loaded
+    # The model first: a checkpoint says how its training file was read, and so how to read an input of that kind.
+    predictor = load_predictor(cfg, "seqlab-predict")
+    batches = read_text_batches(input_path, cfg.batch_size, cfg.text_column, predictor.trained_on)
+    first = next(batches, None)
     if first is None:
         raise SeqlabError(f"input {input_path} holds no texts")
-    predictor = load_predictor(cfg, "seqlab-predict")
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(output_path.name + ".partial")
     count, truncated, first_truncated = 0, 0, None
-    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[texts]} texts"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[texts]} texts"),
+        TimeRemainingColumn(),
+    ]
     try:
-        with open(partial, "w", encoding="utf-8") as out, Progress(*columns, transient=True) as progress:
+        with open(partial, "w", encoding="utf-8", newline="") as out, Progress(*columns, transient=True) as progress:
+            writer = PredictionWriter(out, output_path, predictor.label_names)
             bar = progress.add_task("predicting", total=input_path.stat().st_size, texts=0)
             for batch in itertools.chain([first], batches):
                 predictions = predictor.predict(batch.texts)
-                for item in predictions.items:
-                    out.write(json.dumps(item) + "\n")
+                for item, fields in zip(predictions.items, batch.fields):
+                    writer.write(item, fields)
                 if predictions.truncated and first_truncated is None:
                     first_truncated = count + predictions.truncated[0] + 1
                 truncated += len(predictions.truncated)
@@ -68,7 +81,10 @@ def predict(cfg: DictConfig) -> int:
     if truncated:
         log.warning(
             "%d of %d texts were longer than the model's limit of %d tokens and were truncated to it (the first is text %d)",
-            truncated, count, predictor.max_length, first_truncated,
+            truncated,
+            count,
+            predictor.max_length,
+            first_truncated,
         )
     log.info("wrote %d predictions to %s", count, output_path)
     return count
@@ -80,8 +96,8 @@ def load_predictor(cfg: DictConfig, command: str) -> "ClassificationPredictor":
     from seqlab.deploy.predictors import predictor_from_bundle, predictor_from_checkpoint
 
     if cfg.get("bundle"):
-        return predictor_from_bundle(cfg.bundle, command, cfg.device)
-    return predictor_from_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device)
+        return predictor_from_bundle(cfg.bundle, command, cfg.device, cfg.trusted_packages)
+    return predictor_from_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device, cfg.trusted_packages)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="predict")

@@ -11,7 +11,9 @@ import hydra
 from omegaconf import DictConfig
 
 from seqlab.cli.config_checks import check_override_types
+from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.launch.threads import use_threads
 from seqlab.sweeps.cv import train_folds
 from seqlab.sweeps.plugins import register_sweepers
 
@@ -27,6 +29,8 @@ def train(cfg: DictConfig) -> float | list[float] | None:
 
     With `cv.folds=K`, train the K folds in sequence and return the mean over the folds.
     """
+    hide_known_noise(show=cfg.get("show_known_noise", False))
+    use_threads(cfg.get("threads"))
     check_something_to_train(cfg)
     if cfg.get("cv") and cfg.cv.get("folds"):
         return train_folds(cfg, train_run)
@@ -39,6 +43,8 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
     from seqlab import runs
     from seqlab.launch import cluster, distributed
     from seqlab.loggers import finish_wandb
+    from seqlab.reports.config_tree import show_config_tree
+    from seqlab.tags import as_tags
     from seqlab.tasks import finetuning
 
     cluster.adopt_task_ranks()
@@ -47,6 +53,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
     if ckpt_path is not None:
         check_something_left_to_train(cfg, runs.read_run(ckpt_path).progress, runs.run_dir(cfg))
     runs.write_resolved_config(cfg)
+    show_config_tree(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
@@ -78,7 +85,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         metrics.update(datamodule.split_sizes)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json",
-            {**metrics, **progress, "ckpt_path": path_in_run_dir(best, runs.run_dir(cfg))},
+            {**metrics, **progress, "ckpt_path": path_in_run_dir(best, runs.run_dir(cfg)), "tags": as_tags(cfg.get("tags"))},
         )
         failed = False
         return value

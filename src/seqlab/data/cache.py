@@ -259,8 +259,7 @@ class TokenCache:
         if not isinstance(meta, dict):
             raise ValueError("meta.json is not a JSON object")
         ragged = {
-            name: RaggedArray(np.load(folder / f"{name}.values.npy", mmap_mode="r"), np.load(folder / f"{name}.offsets.npy"))
-            for name in meta.pop("ragged")
+            name: RaggedArray(np.load(folder / f"{name}.values.npy", mmap_mode="r"), np.load(folder / f"{name}.offsets.npy")) for name in meta.pop("ragged")
         }
         for name, array in ragged.items():
             if len(array.offsets) == 0 or array.offsets[-1] != len(array.values):

@@ -25,8 +25,7 @@ def decode(data: bytes, encoding: str, source: Path | str) -> str:
     except UnicodeDecodeError as error:
         name = "UTF-8" if codec == "utf-8" else encoding
         raise SeqlabError(
-            f"{source}: not {name} text ({error.reason} at byte {error.start}); "
-            "set data.encoding to the file's encoding (e.g. data.encoding=latin-1)"
+            f"{source}: not {name} text ({error.reason} at byte {error.start}); set data.encoding to the file's encoding (e.g. data.encoding=latin-1)"
         ) from None
 
 

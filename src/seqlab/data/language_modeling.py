@@ -44,9 +44,7 @@ class SequentialWindows(Dataset):
     """Consecutive windows that predict every token of the segments exactly once (the last may be shorter)."""
 
     def __init__(self, segments: Sequence[np.ndarray], block_size: int) -> None:
-        self.windows = [
-            (segment, start) for segment in segments for start in range(0, len(segment) - 1, block_size)
-        ]
+        self.windows = [(segment, start) for segment in segments for start in range(0, len(segment) - 1, block_size)]
         self.block_size = block_size
 
     def __len__(self) -> int:

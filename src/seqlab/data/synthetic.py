@@ -11,7 +11,22 @@ from seqlab.data.classification import LabelledTexts, TextClassificationDataModu
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "delightful", "charming", "brilliant", "enjoyable", "moving", "clever", "gripping"]
 NEGATIVE = ["bad", "awful", "terrible", "boring", "dull", "tedious", "clumsy", "bland", "painful", "weak", "silly", "predictable"]
-SUBJECTS = ["movie", "film", "plot", "acting", "script", "cast", "ending", "soundtrack", "direction", "dialogue", "pacing", "story", "lead actor", "camera work"]
+SUBJECTS = [
+    "movie",
+    "film",
+    "plot",
+    "acting",
+    "script",
+    "cast",
+    "ending",
+    "soundtrack",
+    "direction",
+    "dialogue",
+    "pacing",
+    "story",
+    "lead actor",
+    "camera work",
+]
 INTENSIFIERS = ["", "", "very", "really", "quite", "truly", "rather", "utterly"]
 VERBS = ["was", "is", "felt", "seemed"]
 NEUTRAL = [
@@ -36,9 +51,7 @@ def _opinion(rng: random.Random, positive: bool) -> str:
 
 
 def _neutral(rng: random.Random) -> str:
-    return rng.choice(NEUTRAL).format(
-        day=rng.choice(DAYS), minutes=rng.randrange(80, 180), relative=rng.choice(RELATIVES), state=rng.choice(STATES)
-    )
+    return rng.choice(NEUTRAL).format(day=rng.choice(DAYS), minutes=rng.randrange(80, 180), relative=rng.choice(RELATIVES), state=rng.choice(STATES))
 
 
 def generate_reviews(count: int, seed: int) -> LabelledTexts:

@@ -132,9 +132,7 @@ def format_of(path: Path) -> str:
     try:
         return EXTENSIONS[path.suffix.lower()]
     except KeyError:
-        raise SeqlabError(
-            f"{path}: cannot tell the format from the extension {path.suffix!r}; set data.format to one of {', '.join(FORMATS)}"
-        ) from None
+        raise SeqlabError(f"{path}: cannot tell the format from the extension {path.suffix!r}; set data.format to one of {', '.join(FORMATS)}") from None
 
 
 def _check_columns(path: Path, columns: list[str], text_column: str, label_column: str) -> None:
@@ -210,9 +208,7 @@ class TextFilesDataModule(TextClassificationDataModule):
         }
 
     def read_splits(self) -> dict[str, LabelledTexts]:
-        splits = {
-            split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()
-        }
+        splits = {split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()}
         if self.num_folds is not None:
             splits.pop("val", None)  # cross-validation draws validation folds from the training file
         return splits

@@ -4,6 +4,11 @@ Word and BPE vocabularies are trained with Hugging Face `tokenizers`, which enco
 A saved tokenizer is `{"name": ..., "settings": ..., "state": ...}`; its name is looked up in
 `TOKENIZERS`, so `load_tokenizer` rebuilds exactly what the run used, and a file (a checkpoint, a
 bundle, from anyone) can only ever choose one of seqlab's own tokenizers.
+
+Bundles hold it as two files instead (`write_standard_tokenizer`): a standard Hugging Face
+`tokenizer.json`, which `tokenizers.Tokenizer.from_file` loads and which pads and truncates a batch as
+seqlab does, and `{"name": ..., "settings": ..., "pad_token": ...}` beside it. The standard file is
+data that `tokenizers` parses in Rust; the name is still looked up in `TOKENIZERS`.
 """
 
 import inspect
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from seqlab.errors import SeqlabError
 
@@ -52,6 +57,10 @@ class TextTokenizer(ABC):
     def pad_id(self) -> int:
         return 0
 
+    @property
+    def pad_token(self) -> str:
+        return PAD
+
     @abstractmethod
     def settings(self) -> dict[str, Any]:
         """The constructor arguments; with the fitted state they rebuild this tokenizer."""
@@ -61,6 +70,14 @@ class TextTokenizer(ABC):
 
     @abstractmethod
     def load_state(self, state: Any) -> None: ...
+
+    @abstractmethod
+    def standard(self) -> Tokenizer:
+        """This fitted tokenizer as a Hugging Face Tokenizer that encodes every text to the same ids."""
+
+    @abstractmethod
+    def load_standard(self, tokenizer: Tokenizer, pad_token: str) -> None:
+        """Take the fitted state from `tokenizer`, as `standard` wrote it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "settings": self.settings(), "state": self.state()}
@@ -78,8 +95,8 @@ class TextTokenizer(ABC):
 def saved_tokenizer_class(saved: Any, source: str) -> type[TextTokenizer]:
     """The tokenizer class a saved tokenizer names, once its name is in TOKENIZERS and its settings are
     ones that class takes; otherwise one line naming `source` (the file it came from)."""
-    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict) or "state" not in saved:
-        raise SeqlabError(f"{source}: the saved tokenizer is damaged (it needs a name, settings and state); write it again with seqlab")
+    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
+        raise SeqlabError(f"{source}: the saved tokenizer is damaged (it needs a name and settings); write it again with seqlab")
     name = saved["name"] if "name" in saved else OLD_CLASS_PATHS.get(str(saved.get("class")), saved.get("class"))
     if not isinstance(name, str) or name not in TOKENIZERS:
         raise SeqlabError(f"{source}: unknown tokenizer {name!r}; seqlab loads only its own tokenizers: {', '.join(TOKENIZERS)}")
@@ -88,22 +105,60 @@ def saved_tokenizer_class(saved: Any, source: str) -> type[TextTokenizer]:
     try:
         signature.bind(**saved["settings"])
     except TypeError as error:
-        raise SeqlabError(f"{source}: the saved {name} tokenizer's settings do not fit it ({error}); it takes: {', '.join(signature.parameters) or 'none'}") from None
+        raise SeqlabError(
+            f"{source}: the saved {name} tokenizer's settings do not fit it ({error}); it takes: {', '.join(signature.parameters) or 'none'}"
+        ) from None
     return cls
 
 
 def tokenizer_from_dict(saved: dict[str, Any], source: str = "the saved tokenizer") -> TextTokenizer:
     """The fitted tokenizer `saved` describes; `source` (the file it came from) names it in errors."""
-    tokenizer = saved_tokenizer_class(saved, source)(**saved["settings"])
+    cls = saved_tokenizer_class(saved, source)
+    if "state" not in saved:
+        raise SeqlabError(f"{source}: the saved tokenizer is damaged (it has no state); write it again with seqlab")
+    tokenizer = cls(**saved["settings"])
     try:
         tokenizer.load_state(saved["state"])
     except Exception as error:  # Hugging Face's parser raises plain Exceptions on a damaged vocabulary
-        raise SeqlabError(f"{source}: the saved {tokenizer.name} tokenizer's state cannot be read ({type(error).__name__}); write it again with seqlab") from None
+        raise SeqlabError(
+            f"{source}: the saved {tokenizer.name} tokenizer's state cannot be read ({type(error).__name__}); write it again with seqlab"
+        ) from None
     return tokenizer
 
 
 def load_tokenizer(path: str | Path) -> TextTokenizer:
     return tokenizer_from_dict(json.loads(Path(path).read_text()), str(path))
+
+
+def write_standard_tokenizer(tokenizer: TextTokenizer, standard_path: Path, settings_path: Path, max_length: int | None) -> None:
+    """Write `tokenizer` as a standard Hugging Face file at `standard_path`, set to pad each batch to its
+    longest text with the pad token and to cut texts at `max_length` tokens as seqlab does, and its
+    name, settings and pad token at `settings_path`."""
+    standard = tokenizer.standard()
+    standard.enable_padding(pad_id=tokenizer.pad_id, pad_token=tokenizer.pad_token)
+    if max_length:
+        standard.enable_truncation(max_length)
+    standard.save(str(standard_path))
+    settings_path.write_text(json.dumps({"name": tokenizer.name, "settings": tokenizer.settings(), "pad_token": tokenizer.pad_token}))
+
+
+def read_standard_tokenizer(standard_path: Path, settings_path: Path) -> TextTokenizer:
+    """The tokenizer `write_standard_tokenizer` wrote; a file that names another tokenizer or does not
+    parse is one line naming it."""
+    try:
+        saved = json.loads(settings_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SeqlabError(f"{settings_path} is not valid JSON ({error}); write it again with seqlab") from None
+    tokenizer = saved_tokenizer_class(saved, str(settings_path))(**saved["settings"])
+    if not isinstance(saved.get("pad_token"), str):
+        raise SeqlabError(f"{settings_path}: the saved tokenizer is damaged (it has no pad_token); write it again with seqlab")
+    try:
+        tokenizer.load_standard(Tokenizer.from_file(str(standard_path)), saved["pad_token"])
+    except Exception as error:  # Hugging Face's parser raises plain Exceptions, the tokenizers ValueError
+        raise SeqlabError(
+            f"{standard_path}: not a {tokenizer.name} tokenizer that seqlab wrote ({(str(error).strip().splitlines() or [type(error).__name__])[0]}); write it again with seqlab"
+        ) from None
+    return tokenizer
 
 
 class _TrainedHFTokenizer(TextTokenizer):
@@ -148,6 +203,15 @@ class _TrainedHFTokenizer(TextTokenizer):
 
     def load_state(self, state: str) -> None:
         self._tokenizer = Tokenizer.from_str(state)
+
+    def standard(self) -> Tokenizer:
+        return Tokenizer.from_str(self.state())
+
+    def load_standard(self, tokenizer: Tokenizer, pad_token: str) -> None:
+        # seqlab pads and truncates itself; the file's settings are for users of the file alone.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
 
     def _fitted(self) -> Tokenizer:
         if self._tokenizer is None:
@@ -256,6 +320,22 @@ class CharTokenizer(TextTokenizer):
     def vocab_size(self) -> int:
         return len(self.chars or []) + 2
 
+    def standard(self) -> Tokenizer:
+        """A word-level model whose words are single characters: the pre-tokenizer splits before every
+        character (`[\\s\\S]` matches any one, newlines included) and unseen ones map to `<unk>`."""
+        vocab = {PAD: 0, UNK: 1, **{char: index + 2 for index, char in enumerate(self.state())}}
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()
+        return tokenizer
+
+    def load_standard(self, tokenizer: Tokenizer, pad_token: str) -> None:
+        by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+        chars = [token for token, _ in by_id[2:]]
+        if [token for token, _ in by_id[:2]] != [PAD, UNK] or [i for _, i in by_id] != list(range(len(by_id))) or any(len(c) != 1 for c in chars):
+            raise ValueError("its vocabulary is not <pad>, <unk> and one entry per character")
+        self.load_state(chars)
+
 
 # Pad tokens of common Hugging Face tokenizers, tried when a tokenizer's files don't name one.
 KNOWN_PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
@@ -333,6 +413,23 @@ class PretrainedTokenizer(TextTokenizer):
     @property
     def pad_id(self) -> int:
         return self._fitted().token_to_id(self._pad_token)
+
+    @property
+    def pad_token(self) -> str:
+        return self._pad_token
+
+    def standard(self) -> Tokenizer:
+        tokenizer = Tokenizer.from_str(self._fitted().to_str())
+        if not self.add_special_tokens:
+            # Without its post-processor the file adds no special tokens, so a plain `encode` matches.
+            tokenizer.post_processor = None
+        return tokenizer
+
+    def load_standard(self, tokenizer: Tokenizer, pad_token: str) -> None:
+        if tokenizer.token_to_id(pad_token) is None:
+            raise ValueError(f"its vocabulary has no pad token {pad_token!r}")
+        self._pad_token = pad_token
+        self._set(tokenizer)
 
     def state(self) -> dict[str, str]:
         return {"tokenizer": self._fitted().to_str(), "pad_token": self._pad_token}

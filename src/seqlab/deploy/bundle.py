@@ -3,11 +3,15 @@
     manifest.json      format, kind, the model's token limit, versions, sha256 of every other file
     model.onnx         (format onnx) inputs input_ids (B, T) and lengths (B,), output probs (B, C)
     model.safetensors  (format safetensors) the task's weights, with config.json: the run's config
-    tokenizer.json     the fitted tokenizer
+    tokenizer.json     the fitted tokenizer as a standard Hugging Face file, padding and truncating as seqlab does
+    seqlab_tokenizer.json  seqlab's name for the tokenizer, its settings and its pad token
     labels.json        each label name with its output index, as in the run dir
 
+Bundles written before seqlab_tokenizer.json existed hold seqlab's own format in tokenizer.json
+(`{"name", "settings", "state"}`) and still load.
+
 A bundle is checked whole before use: a missing file or a wrong checksum is refused, and so is a
-tokenizer.json or config.json that seqlab's own tables would not build (a bundle is data from whoever
+tokenizer or config.json that seqlab's own tables would not build (a bundle is data from whoever
 made it, and its checksums are only as trustworthy as its maker).
 """
 
@@ -16,10 +20,10 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from omegaconf import OmegaConf
 from seqlab import runs
 from seqlab.data.download import sha256_of
 from seqlab.data.labels import read_label_names
-from seqlab.data.tokenizers import TextTokenizer, load_tokenizer, saved_tokenizer_class
+from seqlab.data.tokenizers import TextTokenizer, read_standard_tokenizer, tokenizer_from_dict, write_standard_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.runs.legacy import upgrade_recorded_config
 from seqlab.runs.recorded_config import check_recorded_config
@@ -40,6 +44,7 @@ FORMATS = (ONNX, SAFETENSORS)
 MANIFEST = "manifest.json"
 MODEL_FILES = {ONNX: "model.onnx", SAFETENSORS: "model.safetensors"}
 TOKENIZER = "tokenizer.json"
+TOKENIZER_SETTINGS = "seqlab_tokenizer.json"
 LABELS = "labels.json"
 CONFIG = "config.json"
 BUNDLE_VERSION = 1
@@ -77,7 +82,7 @@ class Bundle:
         return self.path / MODEL_FILES[self.format]
 
     def tokenizer(self) -> TextTokenizer:
-        return load_tokenizer(self.path / TOKENIZER)
+        return read_bundle_tokenizer(self.path, self.manifest["files"])
 
     def label_names(self) -> list[str]:
         return read_label_names(self.path / LABELS)
@@ -92,8 +97,9 @@ class Bundle:
         return task.eval()
 
 
-def open_bundle(bundle_dir: str | Path) -> Bundle:
-    """The bundle at `bundle_dir`, after checking that every file is present with its recorded checksum."""
+def open_bundle(bundle_dir: str | Path, trusted_packages: Iterable[str] = ()) -> Bundle:
+    """The bundle at `bundle_dir`, after checking that every file is present with its recorded checksum
+    and that its config names only seqlab's classes and those of the user's `trusted_packages`."""
     path = Path(bundle_dir)
     if not path.is_dir():
         raise SeqlabError(f"bundle {path} does not exist (seqlab-export writes one)")
@@ -119,10 +125,21 @@ def open_bundle(bundle_dir: str | Path) -> Bundle:
             raise SeqlabError(f"bundle {path} is missing {name}; export the bundle again")
         if sha256_of(file_path) != entry["sha256"]:
             raise SeqlabError(f"bundle {path}: {name} does not match its sha256 checksum in {MANIFEST} (changed or damaged); export the bundle again")
-    saved_tokenizer_class(_read_json(path / TOKENIZER), str(path / TOKENIZER))
+    read_bundle_tokenizer(path, files)
     if bundle_format == SAFETENSORS:
-        check_recorded_config(_read_json(path / CONFIG), str(path / CONFIG))
+        check_recorded_config(_read_json(path / CONFIG), str(path / CONFIG), trusted_packages)
     return Bundle(path, manifest)
+
+
+def read_bundle_tokenizer(path: Path, files: dict[str, Any]) -> TextTokenizer:
+    if TOKENIZER_SETTINGS in files:
+        return read_standard_tokenizer(path / TOKENIZER, path / TOKENIZER_SETTINGS)
+    # A bundle from before seqlab_tokenizer.json: tokenizer.json in seqlab's own format.
+    return tokenizer_from_dict(_read_json(path / TOKENIZER), str(path / TOKENIZER))
+
+
+def write_bundle_tokenizer(bundle_dir: Path, tokenizer: TextTokenizer, max_length: int | None) -> None:
+    write_standard_tokenizer(tokenizer, bundle_dir / TOKENIZER, bundle_dir / TOKENIZER_SETTINGS, max_length)
 
 
 def _read_json(path: Path) -> Any:
@@ -164,7 +181,7 @@ def write_manifest(bundle_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     manifest = {
         "bundle_version": BUNDLE_VERSION,
         **fields,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": package_versions(("seqlab", "torch", "tokenizers", "onnx", "onnxruntime", "onnxscript", "safetensors")),
         "files": files,
     }

@@ -227,7 +227,5 @@ def check_onnx(task: nn.Module, path: Path, vocab_size: int, pad_id: int, max_le
         worst = max(worst, difference)
     log.info("ONNX Runtime vs PyTorch: max abs difference %.3g over batches %s", worst, shapes)
     if not worst <= TOLERANCE:
-        raise SeqlabError(
-            f"the exported ONNX model disagrees with PyTorch (max abs difference {worst:.3g} > {TOLERANCE:g}); no bundle was written"
-        )
+        raise SeqlabError(f"the exported ONNX model disagrees with PyTorch (max abs difference {worst:.3g} > {TOLERANCE:g}); no bundle was written")
     return {"max_abs_diff": worst, "tolerance": TOLERANCE, "batch_shapes": shapes}

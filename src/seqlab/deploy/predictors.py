@@ -5,16 +5,19 @@ The same tokenisation, truncation and padding serve a checkpoint (PyTorch), a sa
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from seqlab.data.batching import PadToLongest
+from seqlab.data.text_files import TextFilesDataModule, format_of
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.deploy.bundle import ONNX, open_bundle
+from seqlab.deploy.inputs import TrainingFile
 from seqlab.runs.trained import CLASSIFICATION, load_trained_task, require_kind, token_limit
 
 
@@ -27,6 +30,9 @@ class Predictions:
 class ClassificationPredictor(ABC):
     """Tokenises, truncates to `max_length` tokens (the length the model was trained on), pads to the
     longest text of the batch and asks the model for class probabilities."""
+
+    # How the run read its training file, when it trained on one and the model comes from its checkpoint.
+    trained_on: TrainingFile | None = None
 
     def __init__(self, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None) -> None:
         self.tokenizer = tokenizer
@@ -42,13 +48,13 @@ class ClassificationPredictor(ABC):
         encoded = self.tokenizer.encode_batch(list(texts))
         limit = self.max_length
         truncated = [i for i, ids in enumerate(encoded) if limit and len(ids) > limit]
-        batch = self._collate([(np.asarray(ids[:limit] if limit else ids, dtype=np.int64), 0) for ids in encoded])
+        # Cut as training cut: the tokenizer's own truncation, which keeps a pretrained tokenizer's final [SEP].
+        for i, ids in zip(truncated, self.tokenizer.encode_batch([texts[i] for i in truncated], max_length=limit)):
+            encoded[i] = ids
+        batch = self._collate([(np.asarray(ids, dtype=np.int64), 0) for ids in encoded])
         probs = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
         names = self.label_names
-        items = [
-            {"label": names[int(row.argmax())], "probs": {name: float(p) for name, p in zip(names, row)}}
-            for row in probs
-        ]
+        items = [{"label": names[int(row.argmax())], "probs": {name: float(p) for name, p in zip(names, row)}} for row in probs]
         return Predictions(items, truncated)
 
 
@@ -82,15 +88,19 @@ class OnnxPredictor(ClassificationPredictor):
         return self.session.run(["probs"], {"input_ids": input_ids, "lengths": lengths})[0]
 
 
-def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu") -> TorchPredictor:
-    trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command)
+def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()) -> TorchPredictor:
+    trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command, trusted_packages)
     datamodule = trained.datamodule
     limit = token_limit(datamodule, trained.task.net)
-    return TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, limit, device)
+    predictor = TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, limit, device)
+    if isinstance(datamodule, TextFilesDataModule):
+        train_file = Path(datamodule.file_names["train"])
+        predictor.trained_on = TrainingFile(train_file.suffix.lower(), datamodule.format or format_of(train_file), datamodule.text_column)
+    return predictor
 
 
-def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu") -> ClassificationPredictor:
-    bundle = open_bundle(bundle_dir)
+def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()) -> ClassificationPredictor:
+    bundle = open_bundle(bundle_dir, trusted_packages)
     require_kind(bundle.kind, CLASSIFICATION, f"bundle {bundle_dir}", command)
     if bundle.format == ONNX:
         return OnnxPredictor(str(bundle.model_path), bundle.tokenizer(), bundle.label_names(), bundle.max_length, device)

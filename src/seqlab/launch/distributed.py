@@ -25,7 +25,18 @@ from seqlab.errors import SeqlabError
 from seqlab.launch.lightning_launchers import RankCommandLauncher, bring_back_fit_progress, start_extra_ranks_with
 
 # Hydra overrides that belong to the sweep, not to one of its jobs.
-SWEEP_KEYS = ("hydra.mode", "hydra.run", "hydra.sweep", "hydra.launcher", "hydra/launcher", "hydra.sweeper", "hydra/sweeper", "hydra.output_subdir", "hydra.job.num", "hydra.job.id")
+SWEEP_KEYS = (
+    "hydra.mode",
+    "hydra.run",
+    "hydra.sweep",
+    "hydra.launcher",
+    "hydra/launcher",
+    "hydra.sweeper",
+    "hydra/sweeper",
+    "hydra.output_subdir",
+    "hydra.job.num",
+    "hydra.job.id",
+)
 CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 
 
@@ -63,8 +74,13 @@ def hydra_job_command() -> tuple[list[str], str]:
     job_ids = [f"hydra.job.{key}={_override_value(hydra_cfg.job[key])}" for key in ("num", "id") if not OmegaConf.is_missing(hydra_cfg.job, key)]
     run_dir = hydra_cfg.runtime.output_dir
     command = [
-        *program, *_config_flags(sys.argv[1:]), *hydra_overrides, *overrides["task"], *job_ids,
-        f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null",
+        *program,
+        *_config_flags(sys.argv[1:]),
+        *hydra_overrides,
+        *overrides["task"],
+        *job_ids,
+        f'hydra.run.dir="{run_dir}"',
+        "hydra.output_subdir=null",
     ]
     return command, cwd
 

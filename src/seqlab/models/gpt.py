@@ -207,4 +207,3 @@ class GPTClassifier(nn.Module):
             valid = padding_mask(lengths, hidden.size(1))[..., None]  # (B, T, 1)
             pooled = (hidden * valid).sum(1) / valid.sum(1).clamp(min=1)
         return self.head(self.dropout(pooled))
-

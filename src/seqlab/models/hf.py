@@ -3,9 +3,15 @@
 The backbone is `transformers.AutoModel` loaded from a hub name (the local cache when
 HF_HUB_OFFLINE=1) or a local folder; the data must be tokenised with the backbone's own tokenizer
 (`seqlab.data.tokenizers.PretrainedTokenizer`, which `model=hf_classifier` selects).
+
+LoRA on the backbone goes through `peft`: `add_lora` wraps the backbone in a `PeftModel` (its base
+weights frozen), `save_adapters` writes them in peft's own format, and `merge_lora` folds them into
+the base weights, leaving the plain backbone.
 """
 
 import logging
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import torch
@@ -98,3 +104,32 @@ class HFClassifier(nn.Module):
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         return self.head(self.dropout(pooled))
+
+    def add_lora(self, targets: Sequence[str], rank: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> list[str]:
+        """Wrap the backbone with peft LoRA adapters on the layers whose module names in this model
+        (`backbone.encoder.layer.0.attention.self.query`) match one of the `targets` globs (`*.query`),
+        freezing every backbone weight but the adapters; return the adapted names."""
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise SeqlabError("task.lora with model=hf_classifier needs peft: pip install 'seqlab[hf]'") from None
+        layers = [name for name, module in self.backbone.named_modules() if name and not list(module.children())]
+        chosen = [name for name in layers if any(fnmatchcase(f"backbone.{name}", target) for target in targets)]
+        if not chosen:
+            raise SeqlabError(f"task.lora.targets={list(targets)} match no layer of the backbone; its layers are: backbone.{', backbone.'.join(layers[:12])}")
+        # peft matches a list entry against a module name or its dotted suffix: full names pick exactly these layers.
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen)
+        try:
+            self.backbone = get_peft_model(self.backbone, config)
+        except ValueError as error:  # a matched layer of a kind LoRA cannot adapt (a norm, an activation)
+            raise SeqlabError(f"task.lora.targets={list(targets)}: {str(error).splitlines()[0]}; target linear layers only") from None
+        return [f"backbone.{name}" for name in chosen]
+
+    def save_adapters(self, folder: Path) -> None:
+        """Write the adapters and their `adapter_config.json` in peft's format (`PeftModel.from_pretrained` reads them)."""
+        self.backbone.save_pretrained(str(folder))
+
+    def merge_lora(self) -> nn.Module:
+        """Fold the adapters into the base weights: the backbone is the plain pretrained architecture again."""
+        self.backbone = self.backbone.merge_and_unload()
+        return self

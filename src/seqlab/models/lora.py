@@ -6,8 +6,8 @@ and merging gives back a plain `nn.Linear` with W + (alpha / rank) B A.
 """
 
 import math
-from fnmatch import fnmatchcase
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 
 import torch
 import torch.nn.functional as F
@@ -61,11 +61,7 @@ def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
 def add_lora(model: nn.Module, targets: Sequence[str], rank: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> list[str]:
     """Replace every `nn.Linear` whose module name matches one of the `targets` glob patterns
     (`*.c_attn`, `backbone.*.query`) with a `LoRALinear`; return the adapted names."""
-    chosen = [
-        name
-        for name, module in model.named_modules()
-        if type(module) is nn.Linear and any(fnmatchcase(name, target) for target in targets)
-    ]
+    chosen = [name for name, module in model.named_modules() if type(module) is nn.Linear and any(fnmatchcase(name, target) for target in targets)]
     if not chosen:
         linears = [name for name, module in model.named_modules() if type(module) is nn.Linear]
         raise SeqlabError(f"LoRA targets {list(targets)} match no linear layer; the model's linear layers are: {', '.join(linears[:12])}")
@@ -83,4 +79,5 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 
 def is_lora_parameter(name: str) -> bool:
-    return name.rpartition(".")[2] in ("lora_A", "lora_B")
+    """An adapter matrix: `LoRALinear`'s `...qkv.lora_A`, or peft's `...query.lora_A.default.weight`."""
+    return any(part in ("lora_A", "lora_B") for part in name.split("."))

@@ -186,9 +186,7 @@ class RNNLanguageModel(nn.Module):
         if tie_weights and embed_dim != hidden_dim:
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {embed_dim} and {hidden_dim}")
         self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.recurrence = FUSED_RECURRENCES[cell](
-            embed_dim, hidden_dim, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
-        )
+        self.recurrence = FUSED_RECURRENCES[cell](embed_dim, hidden_dim, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.lm_head = nn.Linear(hidden_dim, vocab_size)
         if tie_weights:

@@ -12,17 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar
 
 from seqlab.data.tokenizers import TextTokenizer
-from seqlab.runs.files import run_dir
-from seqlab.runs.record import RNGStateCheckpoint, RelocatedRunDir, RunRecord
 from seqlab.errors import SeqlabError
 from seqlab.reports.learning_curves import LearningCurves
+from seqlab.runs.files import run_dir
+from seqlab.runs.record import RelocatedRunDir, RNGStateCheckpoint, RunRecord
 
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(
-    cfg: DictConfig, tokenizer: TextTokenizer | None = None, label_names: Sequence[str] | None = None
-) -> pl.LightningDataModule:
+def build_datamodule(cfg: DictConfig, tokenizer: TextTokenizer | None = None, label_names: Sequence[str] | None = None) -> pl.LightningDataModule:
     """Instantiate and set up the data; a fitted `tokenizer` (and `label_names`), from a checkpoint
     (`runs.read_run`), replace the ones the data would fit."""
     datamodule = restore_datamodule(cfg, tokenizer, label_names) if tokenizer is not None else instantiate(cfg.data)
@@ -70,6 +68,7 @@ def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Lightn
 
 def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> pl.Trainer:
     from seqlab.launch import cluster, distributed
+    from seqlab.loggers import RunConfigForLoggers
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     callbacks.extend([RNGStateCheckpoint(), RelocatedRunDir()])
@@ -83,7 +82,12 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
         callbacks.append(LearningCurves(run_dir(cfg) / "learning_curves.png", cfg.monitor))
     callbacks.append(distributed.SameJobOnEveryRank(fingerprints))
     callbacks.extend(cluster.callbacks(cfg))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
+    # A logger constructor returns None for an optional logger whose package is missing (logger=many).
+    loggers = [logger for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c if (logger := instantiate(c)) is not None]
+    if loggers:
+        logged_config = OmegaConf.to_container(cfg, resolve=True)
+        logged_config.pop("hydra", None)
+        callbacks.append(RunConfigForLoggers(logged_config))
     plugins = cluster.trainer_plugins()
     options: dict[str, Any] = {"plugins": plugins} if plugins else {}
     # Lightning adds its own progress bar and model summary when no callback is one: a config that
@@ -94,5 +98,3 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **options)
     distributed.prepare_launch(trainer)
     return trainer
-
-

@@ -18,7 +18,10 @@ RENAMED_MODEL_KEYS = {
     "seqlab.models.gpt.GPT": _GPT_KEYS,
     "seqlab.models.gpt.GPTClassifier": _GPT_KEYS,
     "seqlab.models.transformer.TransformerClassifier": {
-        "d_model": "hidden_dim", "n_layers": "num_layers", "n_heads": "num_heads", "d_ff": "ff_dim",
+        "d_model": "hidden_dim",
+        "n_layers": "num_layers",
+        "n_heads": "num_heads",
+        "d_ff": "ff_dim",
     },
 }
 

@@ -6,6 +6,7 @@ Everything is stored as plain containers and tensors, so checkpoints load with
 """
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,7 @@ class SavedRun:
     record: dict[str, Any] = field(repr=False)  # as written, unchecked: read it through the properties
     state_dict: dict[str, torch.Tensor] = field(repr=False)  # the task's weights, on the CPU
     progress: TrainingProgress | None  # None for a checkpoint saved without training state
+    trusted_packages: tuple[str, ...] = ()  # the loading user's `trusted_packages`, which the config may name
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -92,7 +94,7 @@ class SavedRun:
         config = self.record.get("config")
         if isinstance(config, dict):
             config = upgrade_recorded_config(config)
-        check_recorded_config(config, self.source)  # also refuses a config that is not a mapping
+        check_recorded_config(config, self.source, self.trusted_packages)  # also refuses a config that is not a mapping
         return config
 
     @cached_property
@@ -107,10 +109,10 @@ class SavedRun:
         return list(names) if names else None
 
 
-def read_run(path: str, source: str | None = None) -> SavedRun:
-    """The seqlab checkpoint at `path`, read once; `source` names it in errors (default: the path).
-    No file, a file that is not a checkpoint, or a checkpoint without a run record is refused in
-    one line."""
+def read_run(path: str, source: str | None = None, trusted_packages: Iterable[str] = ()) -> SavedRun:
+    """The seqlab checkpoint at `path`, read once; `source` names it in errors (default: the path);
+    its config may name classes of the user's `trusted_packages` besides seqlab's. No file, a file
+    that is not a checkpoint, or a checkpoint without a run record is refused in one line."""
     source = source or str(path)
     if not Path(path).is_file():
         raise SeqlabError(f"{source}: no such file (pass a checkpoint written by seqlab-train)")
@@ -126,7 +128,7 @@ def read_run(path: str, source: str | None = None) -> SavedRun:
     progress = None
     if "loops" in checkpoint:
         progress = TrainingProgress(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"], checkpoint["global_step"])
-    return SavedRun(str(path), source, checkpoint[RUN_RECORD_KEY], checkpoint["state_dict"], progress)
+    return SavedRun(str(path), source, checkpoint[RUN_RECORD_KEY], checkpoint["state_dict"], progress, tuple(trusted_packages))
 
 
 class RelocatedRunDir(pl.Callback):

@@ -2,6 +2,7 @@
 that use a model without its data (seqlab-predict, -export, -generate).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,9 @@ def require_kind(kind: str, needed: str, what: str, command: str) -> None:
         raise SeqlabError(f"{what} holds {described[kind]}, but {command} needs {described[needed]}")
 
 
-def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str) -> TrainedTask:
+def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str, trusted_packages: Iterable[str] = ()) -> TrainedTask:
     """The checkpoint's task with its trained weights, refused unless it is of `needed_kind`."""
-    saved = read_run(ckpt_path)
+    saved = read_run(ckpt_path, trusted_packages=trusted_packages)
     config, tokenizer = OmegaConf.create(saved.config), saved.tokenizer  # the record checked first
     kind = checkpoint_kind(saved)
     require_kind(kind, needed_kind, f"checkpoint {ckpt_path}", command)

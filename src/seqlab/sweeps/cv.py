@@ -25,6 +25,7 @@ import yaml
 from seqlab.atomic_files import write_text_atomically
 from seqlab.errors import SeqlabError
 from seqlab.sweeps.job_record import JOB_RECORD
+from seqlab.tags import as_tags
 
 SUMMARY_JSON = "cv_summary.json"
 SUMMARY_CSV = "cv_summary.csv"
@@ -39,6 +40,7 @@ class FoldJob:
     configuration: list[str] = field(default_factory=list)  # the job's overrides other than data.fold
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    tags: list[str] = field(default_factory=list)  # the job's `tags` setting
 
 
 def read_fold_job(job_dir: Path, fold: int, configuration: list[str]) -> FoldJob:
@@ -67,7 +69,9 @@ def collect_sweep_folds(sweep_dir: Path) -> list[FoldJob]:
             continue
         overrides = [str(o) for o in yaml.safe_load(overrides_path.read_text()) or []]
         configuration = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != FOLD_OVERRIDE]
-        jobs.append(read_fold_job(job_dir, fold, configuration))
+        job = read_fold_job(job_dir, fold, configuration)
+        job.tags = as_tags(config.get("tags"))
+        jobs.append(job)
     return jobs
 
 
@@ -117,6 +121,7 @@ def summarize(jobs: list[FoldJob], root: Path) -> dict[str, Any]:
     statuses = [job.status for job in jobs]
     summary: dict[str, Any] = {
         "dir": str(root),
+        "tags": list(dict.fromkeys(tag for job in jobs for tag in job.tags)),
         "num_folds": len({job.fold for job in jobs}),
         "status": "failed" if "failed" in statuses else "incomplete" if "incomplete" in statuses else "completed",
         "configurations": blocks,
@@ -143,8 +148,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
         per_fold = {entry["fold"]: entry["metrics"] for entry in block["folds"] if entry["status"] == "completed"}
         for name, stats in block["metrics"].items():
             writer.writerow(
-                [block["label"], name, *(stats[k] for k in ("mean", "std", "min", "max", "n")),
-                 *(per_fold.get(k, {}).get(name, "") for k in folds)]
+                [block["label"], name, *(stats[k] for k in ("mean", "std", "min", "max", "n")), *(per_fold.get(k, {}).get(name, "") for k in folds)]
             )
     return out.getvalue()
 
@@ -222,8 +226,8 @@ def train_folds(cfg: Any, train_run: Callable[[Any], Any]) -> float | list[float
     if cfg.get("ckpt_path") not in (None, "last"):
         raise SeqlabError("with cv.folds, ckpt_path can only be last (resume each fold from its own last checkpoint)")
     root = Path(cfg.paths.output_dir)
-    jobs = [FoldJob(fold=k, status="incomplete", job_dir=root / f"fold_{k}") for k in range(num_folds)]
-    values = []
+    jobs = [FoldJob(fold=k, status="incomplete", job_dir=root / f"fold_{k}", tags=as_tags(cfg.get("tags"))) for k in range(num_folds)]
+    values, trained_folds = [], 0
     try:
         for job in jobs:
             fold_cfg = copy.deepcopy(cfg)
@@ -232,6 +236,10 @@ def train_folds(cfg: Any, train_run: Callable[[Any], Any]) -> float | list[float
                 fold_cfg.data.num_folds = num_folds
                 fold_cfg.data.fold = job.fold
                 fold_cfg.paths.output_dir = str(job.job_dir)
+                # Every fold trains the same architecture: its summary table once per run (each fold still
+                # logs its parameter count, which its vocabulary changes).
+                if trained_folds and (fold_cfg.get("callbacks") or {}).get("model_summary") is not None:
+                    fold_cfg.callbacks.model_summary = None
                 if cfg.get("ckpt_path") == "last":
                     fold_cfg.ckpt_path = "last" if (job.job_dir / "checkpoints" / "last.ckpt").is_file() else None
             job.job_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +247,7 @@ def train_folds(cfg: Any, train_run: Callable[[Any], Any]) -> float | list[float
             if cfg.get("ckpt_path") == "last" and finished.status == "completed":
                 values.append(optimized_value(fold_cfg, finished.metrics))
             else:
+                trained_folds += 1
                 try:
                     values.append(train_run(fold_cfg))
                 except Exception as error:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from seqlab.atomic_files import write_text_atomically
 from seqlab.launch.ranks import process_rank
 from seqlab.sweeps.hydra_internals import failed_job_error
+from seqlab.tags import as_tags
 
 JOB_RECORD = "job.json"
 
@@ -40,5 +41,5 @@ class JobRecord(Callback):
         # Under submitit every rank of a job runs this; one writer per job dir.
         if config.hydra.mode != RunMode.MULTIRUN or process_rank() != 0:
             return
-        record = {**job_outcome(job_return), "overrides": list(job_return.overrides or [])}
+        record = {**job_outcome(job_return), "overrides": list(job_return.overrides or []), "tags": as_tags(config.get("tags"))}
         write_text_atomically(Path(config.hydra.runtime.output_dir) / JOB_RECORD, json.dumps(record, indent=2) + "\n")

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from optuna.visualization import matplotlib as optuna_plots
 
 from seqlab.errors import SeqlabError
+from seqlab.tags import as_tags
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def resolve_storage(storage: str | None, sweep_dir: Path) -> str:
     if not storage:
         return str((sweep_dir / DEFAULT_JOURNAL).resolve())
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(storage[len("sqlite:///"):]).resolve())
+        return "sqlite:///" + str(Path(storage[len("sqlite:///") :]).resolve())
     if "://" in storage:
         return storage
     return str(Path(storage).resolve())
@@ -85,7 +86,9 @@ def trial_values(return_value: Any, n_objectives: int) -> list[float]:
     except (TypeError, ValueError):
         raise SeqlabError(f"a trial must return {n_objectives} number(s) (optimized_metric), got {return_value!r}") from None
     if len(values) != n_objectives:
-        raise SeqlabError(f"the study has {n_objectives} objective(s) but the trial returned {len(values)}: set optimized_metric to as many metrics as hydra.sweeper.direction has entries")
+        raise SeqlabError(
+            f"the study has {n_objectives} objective(s) but the trial returned {len(values)}: set optimized_metric to as many metrics as hydra.sweeper.direction has entries"
+        )
     if not all(math.isfinite(v) for v in values):
         raise SeqlabError(f"the trial returned {values}")
     return values
@@ -95,7 +98,10 @@ def trial_values(return_value: Any, n_objectives: int) -> list[float]:
 
 
 def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
-    """Best parameters and value (YAML), every trial (CSV), and plots of the search (PNG)."""
+    """Best parameters and value (YAML), every trial (CSV), and plots of the search (PNG).
+
+    The YAML also names the sweep's `tags`, from the sweep's config that Hydra keeps in multirun.yaml.
+    """
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     states: dict[str, int] = {}
@@ -107,17 +113,21 @@ def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
         "storage": storage,
         "directions": [d.name.lower() for d in study.directions],
         "trials": states,
+        "tags": sweep_tags(out_dir),
     }
     if completed and len(study.directions) == 1:
         best = study.best_trial
         results.update(best_params=best.params, best_value=best.value, best_trial=best.number, best_job_dir=best.user_attrs.get("job_dir"))
     elif completed:
-        results["solutions"] = [
-            {"trial": t.number, "params": t.params, "values": t.values, "job_dir": t.user_attrs.get("job_dir")} for t in study.best_trials
-        ]
+        results["solutions"] = [{"trial": t.number, "params": t.params, "values": t.values, "job_dir": t.user_attrs.get("job_dir")} for t in study.best_trials]
     OmegaConf.save(OmegaConf.create(results), out_dir / RESULTS_YAML)
     _write_trials_csv(trials, len(study.directions), out_dir / TRIALS_CSV)
     _plot(study, out_dir, len(completed))
+
+
+def sweep_tags(sweep_dir: Path) -> list[str]:
+    config_path = sweep_dir / "multirun.yaml"
+    return as_tags(OmegaConf.load(config_path).get("tags")) if config_path.is_file() else []
 
 
 def _write_trials_csv(trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: Path) -> None:
@@ -130,9 +140,16 @@ def _write_trials_csv(trials: list[optuna.trial.FrozenTrial], n_objectives: int,
             values = t.values or [None] * n_objectives
             duration = t.duration.total_seconds() if t.duration else None
             writer.writerow(
-                [t.number, t.state.name, *values, *(t.params.get(n) for n in param_names), duration,
-                 t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
-                 t.user_attrs.get("job_dir"), t.user_attrs.get("error")]
+                [
+                    t.number,
+                    t.state.name,
+                    *values,
+                    *(t.params.get(n) for n in param_names),
+                    duration,
+                    t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                    t.user_attrs.get("job_dir"),
+                    t.user_attrs.get("error"),
+                ]
             )
 
 

@@ -63,4 +63,3 @@ class Task(pl.LightningModule):
             return {"optimizer": optimizer}
         total_steps = int(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}
-

@@ -25,6 +25,7 @@ from torch import nn
 
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
+from seqlab.models.hf import HFClassifier
 from seqlab.models.lora import add_lora, is_lora_parameter, merge_lora
 from seqlab.runs.record import SavedRun, read_run
 from seqlab.tasks.classification import SequenceClassificationTask
@@ -32,14 +33,15 @@ from seqlab.tasks.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
+# A Hugging Face backbone's LoRA adapters in peft's format, in the run dir.
+ADAPTER_DIR = "adapter"
+
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def layerwise_scales(
-    names: Sequence[str], decay: float, layer_pattern: str, embedding_patterns: Sequence[str]
-) -> dict[str, float]:
+def layerwise_scales(names: Sequence[str], decay: float, layer_pattern: str, embedding_patterns: Sequence[str]) -> dict[str, float]:
     """Layer-wise rate decay over backbone parameter names: layer i of L gets decay^(L - i), embeddings
     (below layer 0) decay^(L + 1), and what follows the last layer (final norm, pooler) 1.
 
@@ -74,7 +76,8 @@ class FineTuningClassificationTask(SequenceClassificationTask):
     - `freeze`: patterns of parameters that never train.
     - `lora`: {rank, alpha, dropout, targets}: adapters on the linear layers whose module names
       match `targets`; then only adapters and head train. `merge_adapters()` folds them into the
-      base weights for export.
+      base weights for export. A Hugging Face backbone (`HFClassifier`) is adapted through peft,
+      and its adapters are written in peft's format to `<run dir>/adapter` when fitting ends.
     """
 
     def __init__(
@@ -100,11 +103,10 @@ class FineTuningClassificationTask(SequenceClassificationTask):
             raise SeqlabError(f"task.head={self.head_patterns} matches no parameter of the model; its parameters start: {', '.join(names[:8])}")
         self.adapted: list[str] = []
         if lora:
-            self.adapted = add_lora(self.net, **lora)
+            self.adapted = self.net.add_lora(**lora) if isinstance(self.net, HFClassifier) else add_lora(self.net, **lora)
             names = [name for name, _ in self.net.named_parameters()]
         self.frozen = {
-            name for name in names
-            if matches(name, freeze) or (self.adapted and not is_lora_parameter(name) and not matches(name, self.head_patterns))
+            name for name in names if matches(name, freeze) or (self.adapted and not is_lora_parameter(name) and not matches(name, self.head_patterns))
         }
         for name, parameter in self.net.named_parameters():
             parameter.requires_grad_(name not in self.frozen)
@@ -127,9 +129,7 @@ class FineTuningClassificationTask(SequenceClassificationTask):
     def configure_optimizers(self) -> dict[str, Any]:
         # Parameters a schedule freezes for a while (FreezeBackbone) are in the optimiser from the
         # start, so unfreezing them needs no new group and the LR schedule covers them.
-        optimizer = build_optimizer(
-            self.optimizer_factory, self.net, lr_scale=self.lr_scale, include=lambda name, _: name not in self.frozen
-        )
+        optimizer = build_optimizer(self.optimizer_factory, self.net, lr_scale=self.lr_scale, include=lambda name, _: name not in self.frozen)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         total_steps = int(self.trainer.estimated_stepping_batches)
@@ -137,9 +137,16 @@ class FineTuningClassificationTask(SequenceClassificationTask):
 
     def merge_adapters(self) -> nn.Module:
         """Fold the LoRA adapters into the base weights (in place) and return the plain model, for export."""
-        merge_lora(self.net)
+        if isinstance(self.net, HFClassifier):
+            self.net.merge_lora()
+        else:
+            merge_lora(self.net)
         self.adapted = []
         return self.net
+
+    def on_fit_end(self) -> None:
+        if self.adapted and isinstance(self.net, HFClassifier) and self.trainer.is_global_zero:
+            self.net.save_adapters(Path(self.trainer.default_root_dir) / ADAPTER_DIR)
 
 
 # -- from a pretrained seqlab checkpoint (the `finetune` config group) ---------------------------
@@ -162,10 +169,7 @@ class LoadReport:
     excluded: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return ", ".join(
-            f"{len(getattr(self, name))} {name.replace('_', '-')}"
-            for name in ("loaded", "missing", "unexpected", "shape_mismatched", "excluded")
-        )
+        return ", ".join(f"{len(getattr(self, name))} {name.replace('_', '-')}" for name in ("loaded", "missing", "unexpected", "shape_mismatched", "excluded"))
 
 
 def load_matching(
@@ -178,8 +182,8 @@ def load_matching(
 ) -> LoadReport:
     """Copy the checkpoint tensors whose names (after `source_prefix`) equal the module's state names
     (after `target_prefix`), pass `include` and not `exclude`, and have the module's shape."""
-    source = {key[len(source_prefix):]: value for key, value in state_dict.items() if key.startswith(source_prefix)}
-    target = {key[len(target_prefix):]: value for key, value in module.state_dict().items() if key.startswith(target_prefix)}
+    source = {key[len(source_prefix) :]: value for key, value in state_dict.items() if key.startswith(source_prefix)}
+    target = {key[len(target_prefix) :]: value for key, value in module.state_dict().items() if key.startswith(target_prefix)}
     selected = {key: value for key, value in source.items() if matches(key, include) and not matches(key, exclude)}
     report = LoadReport(excluded=sorted(set(source) - set(selected)), unexpected=sorted(set(selected) - set(target)))
     copied = {}

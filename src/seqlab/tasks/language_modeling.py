@@ -125,9 +125,7 @@ class LanguageModelingTask(Task):
         self.net.eval()
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.global_step)
-            out = self.net.generate(
-                prompt, length or self.sample_length, self.sample_temperature, self.sample_top_k, self.sample_top_p
-            )
+            out = self.net.generate(prompt, length or self.sample_length, self.sample_temperature, self.sample_top_k, self.sample_top_p)
         self.net.train(was_training)
         return self.tokenizer.decode(out[0].tolist())
 

@@ -77,9 +77,7 @@ def build_optimizer(
         raise SeqlabError(f"{getattr(target, '__name__', target)} refuses its settings: {error} ({settings})") from None
 
 
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1
-) -> dict[str, Any]:
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1) -> dict[str, Any]:
     """Linear warm-up from 0, then cosine decay to `min_lr_ratio` times the base rate at `total_steps`."""
 
     def factor(step: int) -> float:

@@ -1,0 +1,1 @@
+"""A user's own models for seqlab, kept outside seqlab."""

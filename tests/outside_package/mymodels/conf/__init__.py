@@ -1,0 +1,1 @@
+"""Config groups added to seqlab's (`hydra.searchpath=[pkg://mymodels.conf]`)."""
