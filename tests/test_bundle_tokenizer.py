@@ -39,7 +39,8 @@ assert "seqlab" not in sys.modules
 """
 
 
-@pytest.fixture(scope="module", params=["word", "bpe", "char"])
+# Word in the default run; BPE and char each train and export a run of their own (about 20 s each).
+@pytest.fixture(scope="module", params=["word", pytest.param("bpe", marks=pytest.mark.slow), pytest.param("char", marks=pytest.mark.slow)])
 def bundle(request, tmp_path_factory) -> Path:
     """An ONNX bundle of a classifier trained with the `data/tokenizer` of the param, inputs cut at MAX_LENGTH tokens."""
     root = tmp_path_factory.mktemp(request.param)
