@@ -17,6 +17,8 @@ def _type_name(value: Any) -> str:
 
 
 def _compatible(default: Any, value: Any) -> bool:
+    if value is None:  # null unsets a setting (trainer.val_check_interval=null); settings that need a value refuse it below
+        return True
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
@@ -36,6 +38,9 @@ def check_positive_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise SeqlabError(f"{key}={value}: a batch holds at least one example; pass {key}=<a positive integer>")
+    absent = object()
+    if OmegaConf.select(cfg, "data.batch_size", default=absent, throw_on_resolution_failure=False) is None:
+        raise SeqlabError("data.batch_size=null: training needs a batch size; pass data.batch_size=<a positive integer>")
 
 
 def check_override_types(cfg: DictConfig) -> None:
