@@ -126,14 +126,10 @@ class FineTuningClassificationTask(SequenceClassificationTask):
     def lr_scale(self, name: str) -> float:
         return self.lr_scales.get(name, 1.0)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def create_optimizer(self) -> torch.optim.Optimizer:
         # Parameters a schedule freezes for a while (FreezeBackbone) are in the optimiser from the
         # start, so unfreezing them needs no new group and the LR schedule covers them.
-        optimizer = build_optimizer(self.optimizer_factory, self.net, lr_scale=self.lr_scale, include=lambda name, _: name not in self.frozen)
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total_steps)}
+        return build_optimizer(self.optimizer_factory, self.net, lr_scale=self.lr_scale, include=lambda name, _: name not in self.frozen)
 
     def merge_adapters(self) -> nn.Module:
         """Fold the LoRA adapters into the base weights (in place) and return the plain model, for export."""
