@@ -1,0 +1,116 @@
+"""task=seq2seq: BLEU and chrF as sacreBLEU computes them; `seqlab-train` from parallel text to a run
+dir with translation metrics; and the commands that read a translation run: eval, predict, export, serve."""
+
+import json
+from pathlib import Path
+
+import pytest
+import sacrebleu
+
+from conftest import read_metrics, run_cli, running_service
+from parallel_fixtures import parallel_rows, write_parallel_tsv
+from seqlab.tasks.seq2seq import corpus_scores
+
+REFERENCES = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
+HYPOTHESES = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+
+
+def test_references_against_themselves_score_100() -> None:
+    assert corpus_scores(REFERENCES, REFERENCES) == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0)}
+
+
+def test_scores_are_sacrebleus_on_detokenised_text() -> None:
+    scores = corpus_scores(HYPOTHESES, REFERENCES)
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score)
+    assert 0 < scores["bleu"] < 100
+
+
+TINY = [
+    "data=parallel_text",
+    "model=transformer_seq2seq",
+    "task=seq2seq",
+    "data.source_column=en",
+    "data.target_column=es",
+    "data.group_column=ref",
+    r"data.group_pattern='^(.+) \d+:\d+$'",
+    "data.val_groups=[Gamma]",
+    "data.test_groups=[Delta]",
+    "data.tokenizer.vocab_size=300",
+    "data.batch_size=16",
+    "model.hidden_dim=32",
+    "model.num_heads=2",
+    "model.num_layers=1",
+    "task.test_beam_size=3",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "print_config=false",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny translation run, trained once for the tests of the commands that read it."""
+    folder = tmp_path_factory.mktemp("seq2seq")
+    train_file = write_parallel_tsv(folder / "pairs.tsv", parallel_rows(120))
+    run_dir = folder / "run"
+    result = run_cli("seqlab-train", *TINY, f"data.train_file={train_file}", f"paths.data_dir={folder}", f"hydra.run.dir={run_dir}", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_train_writes_translation_metrics_the_tokenizer_and_sample_translations(trained_run: Path) -> None:
+    metrics = read_metrics(trained_run)
+    for metric in ("val/bleu", "val/chrf", "val/loss", "val/ppl", "test/bleu", "test/chrf", "test/loss", "test/ppl", "train/loss"):
+        assert metric in metrics
+    assert metrics["data/val_size"] == metrics["data/test_size"] == 30
+    assert metrics["ckpt_path"].endswith(".ckpt")  # the best by val/bleu, the task's monitor
+    assert json.loads((trained_run / "tokenizer.json").read_text())["name"] == "bpe"
+    assert "translations at step" in (trained_run / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_eval_reports_bleu_chrf_and_sample_translations(trained_run: Path, tmp_path: Path) -> None:
+    metrics = read_metrics(trained_run)
+    result = run_cli("seqlab-eval", f"ckpt_path={metrics['ckpt_path']}", f"hydra.run.dir={tmp_path / 'eval'}", "print_config=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test/bleu"] == pytest.approx(metrics["test/bleu"])
+    report = evaluated["report"]
+    assert report["bleu"] == evaluated["test/bleu"] and report["sentences"] == 30 and report["beam_size"] == 3
+    assert set(report["samples"][0]) == {"translation", "reference"}
+    assert len((tmp_path / "eval" / "translations.jsonl").read_text().splitlines()) == 30
+
+
+SOURCES = ["the dog sees a cat", "a small bird runs", "the red house"]
+
+
+def translations(output: Path) -> list[str]:
+    return [json.loads(line)["translation"] for line in output.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_predict_and_serve_translate_with_a_checkpoint_and_its_safetensors_bundle(trained_run: Path, tmp_path: Path) -> None:
+    ckpt_path = read_metrics(trained_run)["ckpt_path"]
+    (tmp_path / "sources.txt").write_text("\n".join(SOURCES) + "\n")
+    from_checkpoint = run_cli("seqlab-predict", f"ckpt_path={ckpt_path}", "input=sources.txt", "output=from_ckpt.jsonl", cwd=tmp_path)
+    assert from_checkpoint.returncode == 0, from_checkpoint.stderr[-3000:]
+    exported = run_cli("seqlab-export", f"ckpt_path={ckpt_path}", "format=safetensors", "output_dir=bundle", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    from_bundle = run_cli("seqlab-predict", "bundle=bundle", "input=sources.txt", "output=from_bundle.jsonl", cwd=tmp_path)
+    assert from_bundle.returncode == 0, from_bundle.stderr[-3000:]
+    expected = translations(tmp_path / "from_ckpt.jsonl")
+    assert len(expected) == 3 and translations(tmp_path / "from_bundle.jsonl") == expected
+    httpx = pytest.importorskip("httpx")  # the optional `serve` extra
+    with running_service("bundle=bundle", cwd=tmp_path) as url:
+        answer = httpx.post(f"{url}/predict", json={"texts": SOURCES}, timeout=30).json()
+    assert answer == {"translations": expected}
+
+
+@pytest.mark.slow
+def test_export_refuses_onnx_for_a_translation_model_in_one_line(trained_run: Path, tmp_path: Path) -> None:
+    result = run_cli("seqlab-export", f"ckpt_path={read_metrics(trained_run)['ckpt_path']}", "format=onnx", "output_dir=bundle", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "format=onnx is not available for a translation model" in result.stderr and "format=safetensors" in result.stderr
+    assert not (tmp_path / "bundle").exists()
