@@ -31,6 +31,19 @@ FAST = [
     "callbacks.model_summary=null",
 ]
 
+# Smaller than FAST: a sweep runs several of these.
+TINY = [
+    "data.train_size=300",
+    "data.val_size=50",
+    "data.test_size=50",
+    "trainer.max_epochs=1",
+    "trainer.num_sanity_val_steps=0",
+    "model.hidden_dim=16",
+    "model.embed_dim=8",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
+
 
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:

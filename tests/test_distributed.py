@@ -94,6 +94,7 @@ def test_ddp_run_on_two_cpu_processes(tmp_path):
     assert "][rank 0][" in log and "][rank 1][" in log
 
 
+@pytest.mark.slow
 def test_ddp_multirun_runs_each_job_on_every_rank(tmp_path):
     """Every rank of a sweep job runs that job's config in that job's dir; no other dirs appear (Lightning #11300)."""
     sweep, probes = tmp_path / "sweep", tmp_path / "probe"

@@ -9,24 +9,12 @@ import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import read_metrics, run_cli
+from conftest import TINY, read_metrics, run_cli
 from seqlab.cli.train import train
 from seqlab.errors import SeqlabError
-from seqlab.sweeps.optuna_study import directions, open_storage, trial_env_overrides, trial_from_env, trial_values
+from seqlab.sweeps.objective import study_directions
+from seqlab.sweeps.optuna_study import open_storage, trial_env_overrides, trial_from_env, trial_values
 from seqlab.sweeps.search_space import grid_values, parse_search_space
-
-# Smaller than conftest.FAST: a sweep runs several of these.
-TINY = [
-    "data.train_size=300",
-    "data.val_size=50",
-    "data.test_size=50",
-    "trainer.max_epochs=1",
-    "trainer.num_sanity_val_steps=0",
-    "model.hidden_dim=16",
-    "model.embed_dim=8",
-    "callbacks.progress_bar=null",
-    "callbacks.model_summary=null",
-]
 
 
 def fold_means(job_dirs):
@@ -38,10 +26,14 @@ def fold_means(job_dirs):
 
 def assert_means_match(block, job_dirs):
     expected = fold_means(job_dirs)
-    assert set(block["metrics"]) == set(expected)
+    assert set(block["metrics"]) | set(block["bookkeeping"]) == set(expected)
+    assert {"epoch", "global_step", "data/train_size"} <= set(block["bookkeeping"])  # not among the metrics
     for name, mean in expected.items():
-        assert block["metrics"][name]["mean"] == pytest.approx(mean, rel=1e-9, abs=1e-12), name
-        assert block["metrics"][name]["n"] == len(job_dirs)
+        if name in block["metrics"]:
+            assert block["metrics"][name]["mean"] == pytest.approx(mean, rel=1e-9, abs=1e-12), name
+        else:  # bookkeeping: its range over the folds
+            assert block["bookkeeping"][name]["min"] <= mean <= block["bookkeeping"][name]["max"], name
+        assert (block["metrics"].get(name) or block["bookkeeping"][name])["n"] == len(job_dirs)
 
 
 def test_kfold_multirun_summary_with_a_failed_fold_then_re_aggregation(tmp_path):
@@ -62,8 +54,8 @@ def test_kfold_multirun_summary_with_a_failed_fold_then_re_aggregation(tmp_path)
     assert summary["metrics"]["val/acc"]["std"] == pytest.approx(statistics.stdev(val_acc))
     assert summary["metrics"]["val/acc"]["min"] == min(val_acc) and summary["metrics"]["val/acc"]["max"] == max(val_acc)
     rows = (sweep / "cv_summary.csv").read_text().splitlines()
-    assert rows[0].split(",")[:7] == ["configuration", "metric", "mean", "std", "min", "max", "n"]
-    assert any(",val/acc," in row for row in rows)
+    assert rows[0].split(",")[:10] == ["configuration", "block", "metric", "mean", "std", "ci95_low", "ci95_high", "min", "max", "n"]
+    assert any(",metrics,val/acc," in row for row in rows) and any(",bookkeeping,epoch," in row for row in rows)
 
     # seqlab-cv-summary rebuilds the same summary from the files alone.
     (sweep / "cv_summary.json").unlink()
@@ -174,6 +166,7 @@ def test_a_trial_job_reports_to_the_trial_the_sweeper_asked_for(tmp_path, monkey
     assert [t.intermediate_values for t in study.get_trials()] == [{}, {0: 0.25}, {}]
 
 
+@pytest.mark.slow
 def test_optuna_sqlite_study_grows_by_n_trials_each_run(tmp_path):
     db = tmp_path / "study.db"
     for run in range(2):
@@ -293,10 +286,10 @@ def test_optuna_failed_trial_is_recorded_and_the_sweep_goes_on_within_max_failur
 
 
 def test_multi_objective_values_are_checked_against_the_directions():
-    assert directions(["max", "minimize"]) == ["maximize", "minimize"]
+    assert study_directions(["max", "minimize"], ["val/acc", "val/loss"], "val/acc", "max") == ["maximize", "minimize"]
     assert trial_values([0.9, 0.3], 2) == [0.9, 0.3]
     assert trial_values(0.5, 1) == [0.5]
     with pytest.raises(SeqlabError, match="2 objective"):
         trial_values(0.5, 2)
     with pytest.raises(SeqlabError, match="minimize or maximize"):
-        directions("up")
+        study_directions("up", "val/acc", "val/acc", "max")

@@ -2,8 +2,11 @@
 
 It reads hydra-optuna-sweeper's config (sampler, direction, storage, study_name, n_trials, n_jobs,
 max_failure_rate, params) on current Optuna, adds `pruner`, and continues a stored study when
-run again. Optuna is imported only when a sweep starts: Hydra imports every plugin module on
-every run.
+run again. `direction` may be left out (null): the run's own config says which way its
+`optimized_metric` is better (seqlab.sweeps.objective), and a direction that contradicts it is
+refused before any trial runs. `params` may nest (`model: {dropout: ...}`), so that
+`~hydra.sweeper.params.model.dropout` drops one dimension of a preset. Optuna is imported only
+when a sweep starts: Hydra imports every plugin module on every run.
 """
 
 import logging
@@ -26,7 +29,7 @@ class OptunaSweeper(Sweeper):
     def __init__(
         self,
         sampler: Any,
-        direction: Any = "minimize",
+        direction: Any = None,
         storage: str | None = None,
         study_name: str | None = None,
         n_trials: int = 20,
@@ -57,19 +60,20 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from seqlab.sweeps import optuna_study
-        from seqlab.sweeps.search_space import parse_search_space
+        from seqlab.sweeps.objective import study_directions
+        from seqlab.sweeps.search_space import param_overrides, parse_search_space
 
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise SeqlabError(f"hydra.sweeper.max_failure_rate must be between 0 and 1, got {self.max_failure_rate}")
         if self.n_jobs < 1 or self.n_trials < 0:
             raise SeqlabError(f"hydra.sweeper.n_jobs must be at least 1 and n_trials at least 0, got {self.n_jobs} and {self.n_trials}")
+        # The composed config of the jobs (less the swept values) says what they return and which way is better.
+        directions = study_directions(self.direction, self.config.get("optimized_metric"), self.config.get("monitor"), self.config.get("monitor_mode"))
+        space = parse_search_space([*param_overrides(self.params or {}), *arguments])
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        params = [f"{key}={value}" for key, value in (self.params or {}).items()]
-        space = parse_search_space([*params, *arguments])
-        directions = optuna_study.directions(self.direction)
         n_trials = self.n_trials
         # Hydra hands the sampler and pruner instantiated; the grid sampler comes as a partial
         # (`_partial_: true`) because its grid is the search space, known only here.
@@ -107,7 +111,10 @@ class OptunaSweeper(Sweeper):
         try:
             while job_idx < n_trials and not grid_done:
                 trials = [study.ask(fixed_distributions=space.distributions) for _ in range(min(self.n_jobs, n_trials - job_idx))]
-                batch = [[*space.trial_overrides(trial.params), *optuna_study.trial_env_overrides(storage, study_name, trial)] for trial in trials]
+                overrides = [space.trial_overrides(trial.params) for trial in trials]
+                for trial, trial_overrides in zip(trials, overrides):
+                    trial.set_user_attr("overrides", trial_overrides)  # for optimization_results.yaml's best_overrides
+                batch = [[*trial_overrides, *optuna_study.trial_env_overrides(storage, study_name, trial)] for trial, trial_overrides in zip(trials, overrides)]
                 returns = self.launcher.launch(batch, initial_job_idx=job_idx)
                 job_idx += len(returns)
                 for trial, ret in zip(trials, returns):

@@ -1,4 +1,4 @@
-"""seqlab-predict: label every text of an input file with a checkpoint or an exported bundle.
+"""seqlab-predict: label every text of an input file with a checkpoint, a fold ensemble or an exported bundle.
 
 The input streams through in batches under a progress bar; the output, one line per text in input
 order (JSONL, or CSV/TSV by its suffix) with the text's other input fields, appears only when every
@@ -25,7 +25,7 @@ from seqlab.errors import SeqlabError, reports_errors
 from seqlab.launch.threads import use_threads
 
 if TYPE_CHECKING:
-    from seqlab.deploy.predictors import ClassificationPredictor
+    from seqlab.deploy.predictors import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,21 @@ def predict(cfg: DictConfig) -> int:
     return count
 
 
-def load_predictor(cfg: DictConfig, command: str) -> "ClassificationPredictor":
-    """The classifier named by `ckpt_path` (PyTorch) or `bundle` (ONNX Runtime or PyTorch)."""
+def load_predictor(cfg: DictConfig, command: str) -> "Predictor":
+    """The model named by `ckpt_path` (PyTorch; a fold ensemble when it names several) or `bundle`
+    (ONNX Runtime or PyTorch): a classifier, or a translation model (task=seq2seq)."""
     from seqlab import runs
-    from seqlab.deploy.predictors import predictor_from_bundle, predictor_from_checkpoint
+    from seqlab.deploy.loading import predictor_for_bundle, predictor_for_checkpoint
+    from seqlab.deploy.predictors import predictor_from_checkpoints
+    from seqlab.sweeps.ensemble import ENSEMBLE_USE, ensemble_members
 
     if cfg.get("bundle"):
-        return predictor_from_bundle(cfg.bundle, command, cfg.device, cfg.trusted_packages)
-    return predictor_from_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device, cfg.trusted_packages)
+        return predictor_for_bundle(cfg.bundle, command, cfg.device, cfg.trusted_packages)
+    members = ensemble_members(cfg.ckpt_path, cfg.ensemble.allow_missing)
+    if members is not None:
+        named = [(member.name, member.ckpt_path) for member in members]
+        return predictor_from_checkpoints(named, cfg.paths, ENSEMBLE_USE, cfg.device, cfg.trusted_packages)
+    return predictor_for_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device, cfg.trusted_packages)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="predict")

@@ -13,7 +13,7 @@ def serve(cfg: DictConfig) -> None:
     # Uvicorn, FastAPI and torch when serving starts, not for --help.
     import uvicorn
 
-    from seqlab.deploy.predictors import predictor_from_bundle
+    from seqlab.deploy.loading import predictor_for_bundle
     from seqlab.deploy.service import ServiceLimits, create_app
 
     check_override_types(cfg)
@@ -31,7 +31,7 @@ def serve(cfg: DictConfig) -> None:
     for name, value in vars(limits).items():
         if value <= 0:
             raise SeqlabError(f"{name} must be positive, got {value}")
-    predictor = predictor_from_bundle(cfg.bundle, "seqlab-serve", cfg.device, cfg.trusted_packages)
+    predictor = predictor_for_bundle(cfg.bundle, "seqlab-serve", cfg.device, cfg.trusted_packages)
     app = create_app(predictor, limits, info={"bundle": str(cfg.bundle)})
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
 

@@ -2,17 +2,25 @@
 
 Imports of torch and Lightning (and of the seqlab modules that import them) happen inside the task
 function, so `--help` and `--cfg job` answer at once.
+
+`from_sweep=DIR` changes what Hydra composes, so `main` turns it into the overrides of the sweep's best
+configuration before Hydra reads the command line.
 """
 
+import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from seqlab.cli.config_checks import check_override_types
 from seqlab.console import hide_known_noise
-from seqlab.errors import SeqlabError, reports_errors
+from seqlab.errors import SeqlabError, exit_with_errors, reports_errors, traceback_requested
 from seqlab.launch.threads import use_threads
 from seqlab.sweeps.cv import train_folds
 from seqlab.sweeps.plugins import register_sweepers
@@ -21,6 +29,12 @@ if TYPE_CHECKING:
     from seqlab.runs.record import TrainingProgress
 
 register_sweepers()
+
+log = logging.getLogger(__name__)
+
+FROM_SWEEP = "from_sweep"
+# Chosen with -m, these sweep something other than the retrained configuration (its seed, its folds, a search around it).
+SWEEPING_GROUPS = {"hydra/sweeper", "hparams_search", "crossval"}
 
 
 @reports_errors
@@ -32,6 +46,8 @@ def train(cfg: DictConfig) -> float | list[float] | None:
     hide_known_noise(show=cfg.get("show_known_noise", False))
     use_threads(cfg.get("threads"))
     check_something_to_train(cfg)
+    if cfg.get(FROM_SWEEP):
+        log_retraining(cfg)
     if cfg.get("cv") and cfg.cv.get("folds"):
         return train_folds(cfg, train_run)
     return train_run(cfg)
@@ -85,7 +101,13 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         metrics.update(datamodule.split_sizes)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json",
-            {**metrics, **progress, "ckpt_path": path_in_run_dir(best, runs.run_dir(cfg)), "tags": as_tags(cfg.get("tags"))},
+            {
+                **metrics,
+                **progress,
+                "ckpt_path": path_in_run_dir(best, runs.run_dir(cfg)),
+                "tags": as_tags(cfg.get("tags")),
+                **({FROM_SWEEP: cfg.from_sweep} if cfg.get(FROM_SWEEP) else {}),
+            },
         )
         failed = False
         return value
@@ -129,8 +151,86 @@ def path_in_run_dir(path: str, run_dir: Path) -> str:
     return path
 
 
+def log_retraining(cfg: DictConfig) -> None:
+    """One line: which sweep's best configuration this run trains, and on what data."""
+    from seqlab.sweeps.best_configuration import read_best_configuration
+
+    best = read_best_configuration(cfg.from_sweep)
+    if cfg.data.get("fold") is not None:
+        data = f"fold {cfg.data.fold} of {cfg.data.num_folds} validating"
+    elif cfg.get("cv") and cfg.cv.get("folds"):
+        data = f"{cfg.cv.folds} folds in turn (cv.folds)"
+    elif cfg.data.get("merge_val"):
+        data = "the training and validation splits merged (data.merge_val=true), validation drawn from them for early stopping and the best checkpoint"
+    else:
+        data = "the whole training split, no fold held out, validating on the data's own validation split"
+    log.info("from_sweep: the best configuration of %s (%s): %s; trained on %s", best.sweep_dir, best.chosen_by, " ".join(best.searched) or "-", data)
+
+
+def with_from_sweep_expanded(argv: list[str]) -> list[str]:
+    """`argv` (sys.argv without the program) with `from_sweep=DIR` replaced by the overrides that train the sweep's
+    best configuration on the full training data, placed before the command line's own overrides, which win.
+
+    The run keeps `from_sweep=<absolute dir>` among its overrides (and so in its config and metrics.json).
+    """
+    if not any(argument.lstrip("+~").startswith(f"{FROM_SWEEP}=") for argument in argv):
+        return argv
+    from seqlab.sweeps.best_configuration import read_best_configuration
+    from seqlab.sweeps.hydra_internals import parse_command_line
+
+    arguments = parse_command_line(argv)
+    parser = OverridesParser.create()
+    command_line = parser.parse_overrides(arguments.overrides)
+    requested = [override for override in command_line if override.key_or_group == FROM_SWEEP]
+    own = [override for override in command_line if override.key_or_group != FROM_SWEEP]
+    if len(requested) != 1 or requested[0].is_sweep_override() or not isinstance(requested[0].value(), str):
+        raise SeqlabError(f"{FROM_SWEEP} takes one sweep dir; to retrain several, run seqlab-train once per sweep")
+    if arguments.multirun and not any(override.is_sweep_override() or override.key_or_group in SWEEPING_GROUPS for override in own):
+        raise SeqlabError(f"-m {FROM_SWEEP}=... needs something to sweep, e.g. seed=1,2,3 (one run per seed); without it, drop -m")
+
+    best = read_best_configuration(requested[0].value())
+    set_here = {(override.key_or_group, override.package) for override in own}
+    expansion = [override.input_line for override in parser.parse_overrides(best.overrides) if (override.key_or_group, override.package) not in set_here]
+    # The full training data: no fold held out.
+    expansion += [f"{key}=null" for key in ("data.num_folds", "data.fold") if (key, None) not in set_here]
+    if ("data.merge_val", None) not in set_here and data_config_has("merge_val", [*expansion, *(o.input_line for o in own if not o.is_sweep_override())]):
+        expansion.append("data.merge_val=true")
+    expansion.append(f"{FROM_SWEEP}={best.sweep_dir}")
+    if not arguments.multirun:
+        expansion.append("hydra.mode=RUN")  # a preset that sweeps (experiment=finetune_gpt_cv) would start a multirun
+
+    rest = [argument for argument in argv if argument != requested[0].input_line]
+    first_override = next((i for i, argument in enumerate(rest) if own and argument == own[0].input_line), len(rest))
+    return [*rest[:first_override], *expansion, *rest[first_override:]]
+
+
+def data_config_has(key: str, overrides: list[str]) -> bool:
+    """Whether the data config that `overrides` compose has `key`."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
+            return key in compose(config_name="train", overrides=overrides).data
+    except (HydraException, OmegaConfBaseException):
+        return False  # Hydra reports the same mistake when it composes the run
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def main() -> None:
+    """seqlab-train: expand `from_sweep`, then run Hydra on the command line."""
+    try:
+        sys.argv[1:] = with_from_sweep_expanded(sys.argv[1:])
+    except SeqlabError as error:
+        if traceback_requested():
+            raise
+        exit_with_errors([str(error)])
+    run_train()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="train")
-def main(cfg: DictConfig) -> float | list[float] | None:
+def run_train(cfg: DictConfig) -> float | list[float] | None:
     return train(cfg)
 
 

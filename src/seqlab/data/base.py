@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
 from seqlab.data.cache import CacheEntry, TokenCache
-from seqlab.data.splits import check_fold
+from seqlab.data.splits import check_fold, check_fold_split
 from seqlab.data.tokenizers import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class SequenceDataModule(pl.LightningDataModule, ABC):
 
     Training batches hold `batch_size` sequences and evaluation batches `eval_batch_size` (by default
     `batch_size`); `num_workers`, `pin_memory` and `persistent_workers` (which takes effect only with
-    workers) go to every DataLoader. With `num_folds` set, fold `fold` of the training data validates.
+    workers) go to every DataLoader. With `num_folds` set, fold `fold` of the training data validates,
+    or with `fold_split="test"` (cross-validation for evaluation, classification only) tests.
     The tokenizer is fitted on the training split when it trains on texts, and is part of the cache key.
     """
 
@@ -43,6 +44,7 @@ class SequenceDataModule(pl.LightningDataModule, ABC):
         eval_batch_size: int | None = None,
         num_folds: int | None = None,
         fold: int | None = None,
+        fold_split: str = "validation",
         cache_dir: str | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -54,6 +56,7 @@ class SequenceDataModule(pl.LightningDataModule, ABC):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_folds = num_folds
         self.fold = fold
+        self.fold_split = fold_split
         self.cache = TokenCache(cache_dir)
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -89,6 +92,7 @@ class SequenceDataModule(pl.LightningDataModule, ABC):
             return
         if self.num_folds is not None:
             check_fold(self.num_folds, self.fold)
+        check_fold_split(self.fold_split, self.num_folds)
         self._use(self.cache.tokenized_splits(self.tokenizer, self._cache_key_parts, self._build, type(self).__name__))
         self.is_set_up = True
         log.info("data: %s%s", ", ".join(f"{name} {size}" for name, size in self._sizes().items()), self.SIZE_UNIT)

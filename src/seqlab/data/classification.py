@@ -5,6 +5,7 @@ A subclass says how to read its source (`read_splits`) and, for caching, what id
 (`source_identity`); splitting, folds, label ids, tokenising, the cache and loaders are shared.
 """
 
+import logging
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from seqlab.data.splits import check_holdout_fractions, kfold_split, stratified_
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LabelledTexts:
@@ -36,11 +39,14 @@ class TextClassificationDataModule(SequenceDataModule):
 
     Validation is the source's own split when it has one, else a seeded stratified `val_fraction`
     of the training data; a source without a test split gives a `test_fraction` of it first. With
-    `num_folds` set, fold `fold` of the (remaining) training data is the validation set. Texts are
-    cut to `max_length` tokens; `labels` fixes the label names and their ids. With
+    `num_folds` set, fold `fold` of the (remaining) training data is the validation set. With
+    `merge_val`, the source's validation split joins the training data and validation is drawn as if
+    the source had none. With `fold_split="test"` (cross-validation for evaluation), the training and
+    validation data are pooled, fold `fold` of the pool is the test set (the source's test split is
+    not used) and a `val_fraction` of the other folds validates. Texts are cut to `max_length` tokens; `labels` fixes the label names and their ids. With
     `bucket_by_length`, each run of `bucket_batches` training batches is sorted by length.
-    `settings` are SequenceDataModule's: `eval_batch_size`, `num_folds`, `fold`, `cache_dir` and the
-    loader's workers.
+    `settings` are SequenceDataModule's: `eval_batch_size`, `num_folds`, `fold`, `fold_split`,
+    `cache_dir` and the loader's workers.
     """
 
     def __init__(
@@ -54,6 +60,7 @@ class TextClassificationDataModule(SequenceDataModule):
         labels: list[str] | None = None,
         bucket_by_length: bool = False,
         bucket_batches: int = 50,
+        merge_val: bool = False,
         **settings: Any,
     ) -> None:
         super().__init__(tokenizer, batch_size, **settings)
@@ -64,6 +71,7 @@ class TextClassificationDataModule(SequenceDataModule):
         self.declared_labels = [str(label) for label in labels] if labels is not None else None
         self.bucket_by_length = bucket_by_length
         self.bucket_batches = bucket_batches
+        self.merge_val = merge_val
         self.label_names: list[str] = []
         self.datasets: dict[str, EncodedTexts] = {}
 
@@ -105,7 +113,7 @@ class TextClassificationDataModule(SequenceDataModule):
     def _split_settings(self) -> dict[str, Any]:
         return {
             "max_length": self.max_length,
-            "split": [self.val_fraction, self.test_fraction, self.num_folds, self.fold, self.split_seed],
+            "split": [self.val_fraction, self.test_fraction, self.num_folds, self.fold, self.split_seed, self.merge_val, self.fold_split],
             "labels": self.label_names or self.declared_labels,
         }
 
@@ -113,13 +121,21 @@ class TextClassificationDataModule(SequenceDataModule):
         self.label_names = list(entry.meta["label_names"])
         for name in entry.meta["splits"]:
             self.datasets[name] = EncodedTexts(entry.ragged[name], entry.arrays[f"{name}.labels"])
+        if entry.meta.get("unused_test_size"):
+            log.info(
+                "data: the source's own test split (%d texts) is not used: fold %d of %d of its training and validation data tests (data.fold_split=test)",
+                entry.meta["unused_test_size"],
+                self.fold,
+                self.num_folds,
+            )
 
     def _sizes(self) -> dict[str, int]:
         return {name: len(dataset) for name, dataset in self.datasets.items()}
 
     def _build(self) -> CacheEntry:
         """Read, split, check labels, fit the tokenizer on the training split, and encode every split."""
-        splits = self._split(self.read_splits())
+        source = self.read_splits()
+        splits = self._split(source)
         label_names = self._label_names(splits)
         if not self.tokenizer.is_fitted:
             self.tokenizer.fit(splits["train"].texts)
@@ -128,7 +144,8 @@ class TextClassificationDataModule(SequenceDataModule):
         for name, split in splits.items():
             ragged[name] = encode_texts(self.tokenizer, split.texts, self.max_length)
             arrays[f"{name}.labels"] = np.array([label_ids[label] for label in split.labels], dtype=np.int64)
-        meta = {"tokenizer": self.tokenizer.to_dict(), "label_names": label_names, "splits": list(splits)}
+        unused_test_size = len(source["test"].texts) if self.fold_split == "test" and "test" in source else 0
+        meta = {"tokenizer": self.tokenizer.to_dict(), "label_names": label_names, "splits": list(splits), "unused_test_size": unused_test_size}
         return CacheEntry(meta, ragged, arrays)
 
     def _split(self, splits: dict[str, LabelledTexts]) -> dict[str, LabelledTexts]:
@@ -139,22 +156,32 @@ class TextClassificationDataModule(SequenceDataModule):
         if len(found) < 2:
             # Refused here, in one line, before anything is cached or a model is sized for one class.
             raise SeqlabError(f"{self.split_source('train')}: only one label ({found[0]!r}); classification needs at least two")
-        draws_val = self.num_folds is None and "val" not in splits
-        check_holdout_fractions(self.val_fraction if draws_val else None, self.test_fraction if "test" not in splits else None)
+        val, test = splits.get("val"), splits.get("test")
+        if val is not None and (self.merge_val or self.fold_split == "test"):
+            train, val = LabelledTexts(train.texts + val.texts, train.labels + val.labels), None
+        if self.fold_split == "test":
+            # Cross-validation for evaluation: fold `fold` of the pool tests, and a share of the other
+            # folds validates (early stopping and the best checkpoint); nothing is held out before.
+            rest_idx, test_idx = kfold_split(train.labels, self.num_folds, self.fold, self.split_seed)
+            rest = train.subset(rest_idx)
+            train_idx, val_idx = stratified_split(rest.labels, self.val_fraction, self.split_seed)
+            return {"train": rest.subset(train_idx), "val": rest.subset(val_idx), "test": train.subset(test_idx)}
+        if self.num_folds is not None:
+            val = None  # cross-validation draws validation folds from the training data
+        check_holdout_fractions(self.val_fraction if val is None and self.num_folds is None else None, self.test_fraction if test is None else None)
         val_fraction = self.val_fraction
-        if "test" not in splits:
+        if test is None:
             # Carved out first, so folds and the validation share never touch it.
             train_idx, test_idx = stratified_split(train.labels, self.test_fraction, self.split_seed, name="data.test_fraction")
-            splits = {**splits, "train": train.subset(train_idx), "test": train.subset(test_idx)}
-            train = splits["train"]
+            train, test = train.subset(train_idx), train.subset(test_idx)
             val_fraction = self.val_fraction / (1.0 - self.test_fraction)  # both are shares of the whole file
         if self.num_folds is not None:
             train_idx, val_idx = kfold_split(train.labels, self.num_folds, self.fold, self.split_seed)
-            splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
-        elif "val" not in splits:
+            train, val = train.subset(train_idx), train.subset(val_idx)
+        elif val is None:
             train_idx, val_idx = stratified_split(train.labels, val_fraction, self.split_seed)
-            splits = {**splits, "train": train.subset(train_idx), "val": train.subset(val_idx)}
-        return {name: splits[name] for name in ("train", "val", "test")}
+            train, val = train.subset(train_idx), train.subset(val_idx)
+        return {"train": train, "val": val, "test": test}
 
     def _label_names(self, splits: dict[str, LabelledTexts]) -> list[str]:
         if self.label_names:  # restored from a checkpoint: keep the run's ids
@@ -174,6 +201,13 @@ class TextClassificationDataModule(SequenceDataModule):
     def split_source(self, split: str) -> str:
         """Where a split's texts come from, for error messages (a file name where there is one)."""
         return f"{type(self).__name__} {split} split"
+
+    def drawn_from_training(self, split: str) -> bool:
+        """Whether a split's texts are drawn from the source's training split (which its validation split
+        joins with `merge_val` or `fold_split="test"`) rather than read from the source's own split."""
+        if split == "test":
+            return self.fold_split == "test"
+        return split == "val" and (self.num_folds is not None or self.merge_val)
 
     def _texts_loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]

@@ -111,7 +111,7 @@ class IMDBDataModule(TextClassificationDataModule):
         return splits
 
     def split_source(self, split: str) -> str:
-        return str(self.root / ("test" if split == "test" else "train"))
+        return str(self.root / ("test" if split == "test" and not self.drawn_from_training(split) else "train"))
 
 
 def _read_review(path: Path, encoding: str) -> str:

@@ -106,6 +106,14 @@ class LanguageModelingDataModule(SequenceDataModule):
         self.train_samples_per_epoch = train_samples_per_epoch
         self.segments: dict[str, list[np.ndarray]] = {}
 
+    def setup(self, stage: str | None = None) -> None:
+        if self.fold_split == "test":
+            raise SeqlabError(
+                "data.fold_split=test (cv.protocol=test) is for classification data; "
+                "a language model's folds validate (cv.protocol=validation) and its held-out text tests"
+            )
+        super().setup(stage)
+
     def read_text(self) -> str:
         return "\n".join(read_text(path, self.encoding) for path in self.files)
 

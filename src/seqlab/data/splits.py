@@ -1,4 +1,4 @@
-"""Seeded, stratified splits: a validation share of the training data, or fold i of K folds."""
+"""Seeded, stratified splits: a validation share of the training data, or fold i of K folds (validation or test)."""
 
 from collections.abc import Sequence
 
@@ -46,10 +46,22 @@ def check_fold(num_folds: int, fold: int | None) -> None:
         raise SeqlabError(f"data.fold must be in 0..{num_folds - 1} for data.num_folds={num_folds}, got {fold}")
 
 
-def kfold_split(labels: Sequence, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices of fold `fold` of a seeded, stratified K-fold split.
+FOLD_SPLITS = ("validation", "test")
 
-    The K validation folds partition the data exactly; each label is spread evenly over them.
+
+def check_fold_split(fold_split: str, num_folds: int | None) -> None:
+    """`data.fold_split`: which split fold i of K becomes; "test" (cross-validation for evaluation) needs the folds."""
+    if fold_split not in FOLD_SPLITS:
+        raise SeqlabError(f"data.fold_split must be validation or test, got {fold_split!r} (cv.protocol sets it)")
+    if fold_split == "test" and num_folds is None:
+        raise SeqlabError("data.fold_split=test needs data.num_folds and data.fold: use cv.folds=K, or -m crossval=multirun")
+
+
+def kfold_split(labels: Sequence, num_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices outside fold `fold` of a seeded, stratified K-fold split, and those in it (the fold
+    that validates, or under `data.fold_split=test` tests).
+
+    The K folds partition the data exactly; each label is spread evenly over them.
     """
     check_fold(num_folds, fold)
     fold_of = np.empty(len(labels), dtype=np.int64)

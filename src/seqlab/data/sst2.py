@@ -28,11 +28,7 @@ class SST2DataModule(TextClassificationDataModule):
         return {"files": file_identity(self._paths().values()), "encoding": self.encoding}
 
     def read_splits(self) -> dict[str, LabelledTexts]:
-        splits = {name: read_label_text_lines(path, self.encoding) for name, path in self._paths().items()}
-        if self.num_folds is not None:
-            splits.pop("val")  # cross-validation draws validation folds from the training split
-        return splits
+        return {name: read_label_text_lines(path, self.encoding) for name, path in self._paths().items()}
 
     def split_source(self, split: str) -> str:
-        from_train = split == "val" and self.num_folds is not None
-        return str(self.root / FILES["train" if from_train else split])
+        return str(self.root / FILES["train" if self.drawn_from_training(split) else split])

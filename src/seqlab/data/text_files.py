@@ -208,11 +208,8 @@ class TextFilesDataModule(TextClassificationDataModule):
         }
 
     def read_splits(self) -> dict[str, LabelledTexts]:
-        splits = {split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()}
-        if self.num_folds is not None:
-            splits.pop("val", None)  # cross-validation draws validation folds from the training file
-        return splits
+        return {split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()}
 
     def split_source(self, split: str) -> str:
-        own_file = split in self.file_names and not (split == "val" and self.num_folds is not None)
+        own_file = split in self.file_names and not self.drawn_from_training(split)
         return str(resolve_data_file(self.file_names[split if own_file else "train"], self.data_dir))

@@ -7,10 +7,16 @@
     seqlab_tokenizer.json  seqlab's name for the tokenizer, its settings and its pad token
     labels.json        each label name with its output index, as in the run dir
 
+A fold ensemble's bundle (`format`, `kind`, `max_length` and labels.json as above) holds each member's
+model, tokenizer and labels in members/<k>/, laid out as a bundle of one model without its own
+manifest; the manifest lists the members under `members` (each with its token limit and source
+checkpoint) and every file, members' too, under `files`. Predictions average the members' probabilities.
+
 Bundles written before seqlab_tokenizer.json existed hold seqlab's own format in tokenizer.json
 (`{"name", "settings", "state"}`) and still load.
 
-A bundle is checked whole before use: a missing file or a wrong checksum is refused, and so is a
+A bundle is checked whole before use: a missing file, a wrong checksum or a file outside the bundle
+is refused, and so is a
 tokenizer or config.json that seqlab's own tables would not build (a bundle is data from whoever
 made it, and its checksums are only as trustworthy as its maker).
 """
@@ -18,6 +24,7 @@ made it, and its checksums are only as trustworthy as its maker).
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -25,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -47,6 +54,8 @@ TOKENIZER = "tokenizer.json"
 TOKENIZER_SETTINGS = "seqlab_tokenizer.json"
 LABELS = "labels.json"
 CONFIG = "config.json"
+MEMBERS_DIR = "members"
+MEMBER_DIR = re.compile(r"members/\d+")
 BUNDLE_VERSION = 1
 
 
@@ -76,6 +85,11 @@ class Bundle:
     @property
     def max_length(self) -> int | None:
         return self.manifest.get("max_length")
+
+    @property
+    def members(self) -> list["Bundle"]:
+        """A fold ensemble's members, each read as a bundle of one model; empty for a single model."""
+        return [member_bundle(self.path, self.manifest, entry) for entry in self.manifest.get("members") or []]
 
     @property
     def model_path(self) -> Path:
@@ -115,20 +129,48 @@ def open_bundle(bundle_dir: str | Path, trusted_packages: Iterable[str] = ()) ->
         raise SeqlabError(f"bundle {path}: {MANIFEST} is damaged ({type(error).__name__}: {error})") from None
     if bundle_format not in FORMATS:
         raise SeqlabError(f"bundle {path}: unknown format {bundle_format!r} (known: {', '.join(FORMATS)})")
-    needed = {MODEL_FILES[bundle_format], TOKENIZER} | ({CONFIG} if bundle_format == SAFETENSORS else set())
-    unlisted = sorted(needed - set(files))
-    if unlisted:
-        raise SeqlabError(f"bundle {path}: {MANIFEST} does not list {', '.join(unlisted)}; export the bundle again")
     for name, entry in sorted(files.items()):
+        parts = PurePosixPath(name).parts
+        if PurePosixPath(name).is_absolute() or ".." in parts or (len(parts) > 1 and not MEMBER_DIR.fullmatch("/".join(parts[:2]))):
+            raise SeqlabError(f"bundle {path}: {MANIFEST} lists {name}, which is not a file of a seqlab bundle; export the bundle again")
         file_path = path / name
         if not file_path.is_file():
             raise SeqlabError(f"bundle {path} is missing {name}; export the bundle again")
         if sha256_of(file_path) != entry["sha256"]:
             raise SeqlabError(f"bundle {path}: {name} does not match its sha256 checksum in {MANIFEST} (changed or damaged); export the bundle again")
-    read_bundle_tokenizer(path, files)
-    if bundle_format == SAFETENSORS:
-        check_recorded_config(_read_json(path / CONFIG), str(path / CONFIG), trusted_packages)
-    return Bundle(path, manifest)
+    bundle = Bundle(path, manifest)
+    try:
+        members = bundle.members
+    except (KeyError, TypeError, AttributeError) as error:
+        raise SeqlabError(f"bundle {path}: {MANIFEST} is damaged ({type(error).__name__}: {error})") from None
+    for holder in [bundle, *members] if members else []:  # an ensemble's labels, and each member's own
+        if LABELS not in holder.manifest["files"]:
+            raise SeqlabError(f"bundle {holder.path}: {MANIFEST} does not list {LABELS}; export the bundle again")
+    for model in members or [bundle]:
+        check_model_files(model, trusted_packages)
+    return bundle
+
+
+def member_bundle(path: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> Bundle:
+    """A member of a fold ensemble's bundle, as a bundle of one model in its members/<k>/ dir."""
+    member_dir = entry["dir"]
+    if not isinstance(member_dir, str) or not MEMBER_DIR.fullmatch(member_dir):
+        raise SeqlabError(f"bundle {path}: {MANIFEST} names a member dir {member_dir!r}; members are {MEMBERS_DIR}/<k>")
+    prefix = member_dir + "/"
+    files = {name.removeprefix(prefix): file for name, file in manifest["files"].items() if name.startswith(prefix)}
+    return Bundle(path / member_dir, {"format": manifest["format"], "kind": manifest["kind"], "max_length": entry.get("max_length"), "files": files})
+
+
+def check_model_files(bundle: Bundle, trusted_packages: Iterable[str]) -> None:
+    """The files of a bundle's one model are all listed, and its tokenizer and config are seqlab's own."""
+    files = bundle.manifest["files"]
+    needed = {MODEL_FILES[bundle.format], TOKENIZER} | ({CONFIG} if bundle.format == SAFETENSORS else set())
+    unlisted = sorted(needed - set(files))
+    if unlisted:
+        raise SeqlabError(f"bundle {bundle.path}: {MANIFEST} does not list {', '.join(unlisted)}; export the bundle again")
+    read_bundle_tokenizer(bundle.path, files)
+    if bundle.format == SAFETENSORS:
+        check_recorded_config(_read_json(bundle.path / CONFIG), str(bundle.path / CONFIG), trusted_packages)
 
 
 def read_bundle_tokenizer(path: Path, files: dict[str, Any]) -> TextTokenizer:
@@ -172,11 +214,12 @@ def bundle_writer(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
 
 
 def write_manifest(bundle_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Write manifest.json: `fields`, the versions of the packages involved, and a checksum of every file."""
+    """Write manifest.json: `fields`, the versions of the packages involved, and a checksum of every
+    file (a fold ensemble's members' files by their paths in the bundle, members/<k>/...)."""
     files = {
-        path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
-        for path in sorted(bundle_dir.iterdir())
-        if path.is_file() and path.name != MANIFEST
+        path.relative_to(bundle_dir).as_posix(): {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+        for path in sorted(bundle_dir.rglob("*"))
+        if path.is_file() and path != bundle_dir / MANIFEST
     }
     manifest = {
         "bundle_version": BUNDLE_VERSION,

@@ -158,6 +158,7 @@ def export_onnx(task: nn.Module, path: Path, vocab_size: int, pad_id: int, max_l
     model = ProbabilityModel(task).eval()
     sample_ids, sample_lengths = random_batches(vocab_size, pad_id, max(max_length, 4))[2]
     batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1)
+    forget_recurrence_kernels()
     try:
         with torch.no_grad(), quiet_exporter():
             torch.onnx.export(
@@ -176,6 +177,18 @@ def export_onnx(task: nn.Module, path: Path, vocab_size: int, pad_id: int, max_l
         raise SeqlabError(f"ONNX export of {type(task.net).__name__} failed ({first_line}); format=safetensors exports any model") from None
     require_dynamic_axes(path, type(task.net).__name__)
     return check_onnx(task, path, vocab_size, pad_id, max_length)
+
+
+def forget_recurrence_kernels() -> None:
+    """Make the exporter's own LSTM and GRU decompositions apply to every export of the process.
+
+    The exporter registers them for each export and removes them after, but the operators keep the
+    kernel they dispatched to the first time in a private cache; without clearing it, a second
+    export in one process (the members of a fold ensemble) traces the recurrences step by step for
+    the sample's length and loses the dynamic sequence axis.
+    """
+    for operator in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        operator._dispatch_cache.clear()
 
 
 def require_dynamic_axes(path: Path, model_name: str) -> None:

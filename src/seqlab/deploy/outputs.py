@@ -42,7 +42,7 @@ class PredictionWriter:
         self.written += 1
 
     def _write_row(self, row: dict[str, Any]) -> None:
-        probs = row.pop("probs")
+        probs = row.pop("probs", {})  # a translation has none
         row.update({f"probs.{name}": probs[name] for name in self.label_names})
         if self.table is None:  # the first row's fields name the columns
             self.table = csv.DictWriter(self.out, fieldnames=list(row), delimiter=self.delimiter, lineterminator="\n")

@@ -16,9 +16,10 @@ import torch
 from seqlab.data.batching import PadToLongest
 from seqlab.data.text_files import TextFilesDataModule, format_of
 from seqlab.data.tokenizers import TextTokenizer
-from seqlab.deploy.bundle import ONNX, open_bundle
+from seqlab.deploy.bundle import ONNX, Bundle, open_bundle
 from seqlab.deploy.inputs import TrainingFile
-from seqlab.runs.trained import CLASSIFICATION, load_trained_task, require_kind, token_limit
+from seqlab.runs.record import SavedRun, read_run
+from seqlab.runs.trained import CLASSIFICATION, check_same_labels, require_kind, token_limit, trained_task_from_run
 
 
 @dataclass
@@ -27,12 +28,29 @@ class Predictions:
     truncated: list[int]  # positions of the texts cut to the model's limit
 
 
-class ClassificationPredictor(ABC):
-    """Tokenises, truncates to `max_length` tokens (the length the model was trained on), pads to the
-    longest text of the batch and asks the model for class probabilities."""
+class Predictor(ABC):
+    """Texts in, each text's most probable label and the probability of every label out: one
+    classifier (`ClassificationPredictor`) or the mean of several (`EnsemblePredictor`)."""
 
+    label_names: list[str]  # in the order of the probabilities
+    max_length: int | None  # the most tokens of a text the model reads; longer texts are truncated
     # How the run read its training file, when it trained on one and the model comes from its checkpoint.
     trained_on: TrainingFile | None = None
+
+    @abstractmethod
+    def text_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """(len(texts), num_labels) probabilities in `label_names` order, and the positions of the texts truncated."""
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        probs, truncated = self.text_probabilities(texts)
+        names = self.label_names
+        items = [{"label": names[int(row.argmax())], "probs": {name: float(p) for name, p in zip(names, row)}} for row in probs]
+        return Predictions(items, truncated)
+
+
+class ClassificationPredictor(Predictor):
+    """Tokenises, truncates to `max_length` tokens (the length the model was trained on), pads to the
+    longest text of the batch and asks the model for class probabilities."""
 
     def __init__(self, tokenizer: TextTokenizer, label_names: Sequence[str], max_length: int | None) -> None:
         self.tokenizer = tokenizer
@@ -44,7 +62,7 @@ class ClassificationPredictor(ABC):
     def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(B, T) int64 ids and (B,) int64 lengths -> (B, num_labels) float probabilities."""
 
-    def predict(self, texts: Sequence[str]) -> Predictions:
+    def text_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         encoded = self.tokenizer.encode_batch(list(texts))
         limit = self.max_length
         truncated = [i for i, ids in enumerate(encoded) if limit and len(ids) > limit]
@@ -52,10 +70,30 @@ class ClassificationPredictor(ABC):
         for i, ids in zip(truncated, self.tokenizer.encode_batch([texts[i] for i in truncated], max_length=limit)):
             encoded[i] = ids
         batch = self._collate([(np.asarray(ids, dtype=np.int64), 0) for ids in encoded])
-        probs = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
-        names = self.label_names
-        items = [{"label": names[int(row.argmax())], "probs": {name: float(p) for name, p in zip(names, row)}} for row in probs]
-        return Predictions(items, truncated)
+        return self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy()), truncated
+
+
+class EnsemblePredictor(Predictor):
+    """The mean of its members' class probabilities (in the first member's label order). Each member
+    tokenises and truncates with its own tokenizer: the folds of a cross-validation each fitted theirs."""
+
+    def __init__(self, members: Sequence[Predictor], names: Sequence[str]) -> None:
+        check_same_labels([(name, member.label_names) for name, member in zip(names, members)])
+        self.members = list(members)
+        self.label_names = list(members[0].label_names)
+        limits = [member.max_length for member in members if member.max_length]
+        self.max_length = min(limits) if limits else None  # a text this long is truncated by some member
+        self.trained_on = members[0].trained_on
+        self._label_orders = [[member.label_names.index(name) for name in self.label_names] for member in members]
+
+    def text_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        total, truncated = None, set()
+        for member, order in zip(self.members, self._label_orders):
+            probs, member_truncated = member.text_probabilities(texts)
+            probs = probs[:, order].astype(np.float64)
+            total = probs if total is None else total + probs
+            truncated.update(member_truncated)
+        return total / len(self.members), sorted(truncated)
 
 
 class TorchPredictor(ClassificationPredictor):
@@ -89,7 +127,12 @@ class OnnxPredictor(ClassificationPredictor):
 
 
 def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()) -> TorchPredictor:
-    trained = load_trained_task(ckpt_path, paths, CLASSIFICATION, command, trusted_packages)
+    return predictor_from_run(read_run(ckpt_path, trusted_packages=trusted_packages), ckpt_path, paths, command, device)
+
+
+def predictor_from_run(saved: SavedRun, ckpt_path: str, paths: Any, command: str, device: str = "cpu") -> TorchPredictor:
+    """The classifier of a checkpoint `read_run` has already read."""
+    trained = trained_task_from_run(saved, ckpt_path, paths, CLASSIFICATION, command)
     datamodule = trained.datamodule
     limit = token_limit(datamodule, trained.task.net)
     predictor = TorchPredictor(trained.task, datamodule.tokenizer, datamodule.label_names, limit, device)
@@ -99,9 +142,28 @@ def predictor_from_checkpoint(ckpt_path: str, paths: Any, command: str, device: 
     return predictor
 
 
-def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()) -> ClassificationPredictor:
-    bundle = open_bundle(bundle_dir, trusted_packages)
-    require_kind(bundle.kind, CLASSIFICATION, f"bundle {bundle_dir}", command)
+def predictor_from_checkpoints(
+    named_ckpt_paths: Sequence[tuple[str, str]], paths: Any, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()
+) -> EnsemblePredictor:
+    """The ensemble of the classifiers in (name, checkpoint) pairs."""
+    members = [predictor_from_checkpoint(ckpt_path, paths, command, device, trusted_packages) for _, ckpt_path in named_ckpt_paths]
+    return EnsemblePredictor(members, [name for name, _ in named_ckpt_paths])
+
+
+def predictor_from_bundle(bundle_dir: str, command: str, device: str = "cpu", trusted_packages: Iterable[str] = ()) -> Predictor:
+    return classifier_from_bundle(open_bundle(bundle_dir, trusted_packages), command, device)
+
+
+def classifier_from_bundle(bundle: Bundle, command: str, device: str = "cpu") -> Predictor:
+    """The classifier (or fold ensemble) of a bundle `open_bundle` has already checked."""
+    require_kind(bundle.kind, CLASSIFICATION, f"bundle {bundle.path}", command)
+    if bundle.members:
+        return EnsemblePredictor([model_predictor(member, device) for member in bundle.members], [str(member.path) for member in bundle.members])
+    return model_predictor(bundle, device)
+
+
+def model_predictor(bundle: Bundle, device: str) -> ClassificationPredictor:
+    """The predictor of a bundle's (or an ensemble bundle member's) one model."""
     if bundle.format == ONNX:
         return OnnxPredictor(str(bundle.model_path), bundle.tokenizer(), bundle.label_names(), bundle.max_length, device)
     return TorchPredictor(bundle.torch_task(), bundle.tokenizer(), bundle.label_names(), bundle.max_length, device)

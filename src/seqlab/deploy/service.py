@@ -23,7 +23,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from seqlab.deploy.predictors import ClassificationPredictor
+from seqlab.deploy.predictors import Predictor
+from seqlab.deploy.translation import TranslationPredictor
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class _Pending:
 class MicroBatcher:
     """Queues single texts and answers each with its prediction, computed in batches."""
 
-    def __init__(self, predictor: ClassificationPredictor, max_batch_size: int, timeout_s: float) -> None:
+    def __init__(self, predictor: Predictor, max_batch_size: int, timeout_s: float) -> None:
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
@@ -138,7 +139,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
-def create_app(predictor: ClassificationPredictor, limits: ServiceLimits, info: dict[str, Any] | None = None) -> FastAPI:
+def create_app(predictor: Predictor, limits: ServiceLimits, info: dict[str, Any] | None = None) -> FastAPI:
     batcher = MicroBatcher(predictor, limits.max_batch_size, limits.batch_timeout_ms / 1000)
 
     @asynccontextmanager
@@ -193,7 +194,10 @@ def create_app(predictor: ClassificationPredictor, limits: ServiceLimits, info: 
                 raise LimitExceeded(f"texts[{index}] has {len(text)} characters; the limit is {limits.max_text_chars}")
         results = await batcher.predict(texts)
         truncated = [index for index, (_, was_truncated) in enumerate(results) if was_truncated]
-        answer: dict[str, Any] = {"predictions": [prediction for prediction, _ in results]}
+        if isinstance(predictor, TranslationPredictor):
+            answer: dict[str, Any] = {"translations": [prediction["translation"] for prediction, _ in results]}
+        else:
+            answer = {"predictions": [prediction for prediction, _ in results]}
         if truncated:
             answer["truncated"] = truncated
             answer["warning"] = f"{len(truncated)} text(s) were longer than the model's limit of {predictor.max_length} tokens and were truncated"

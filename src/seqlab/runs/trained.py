@@ -43,9 +43,25 @@ def require_kind(kind: str, needed: str, what: str, command: str) -> None:
         raise SeqlabError(f"{what} holds {described[kind]}, but {command} needs {described[needed]}")
 
 
+def check_same_labels(members: list[tuple[str, list[str]]]) -> None:
+    """Refuse members (name, label names) whose label sets differ: an ensemble averages the probability
+    of each label over its members. The same labels in another output order are fine."""
+    first_name, first_labels = members[0]
+    for name, labels in members[1:]:
+        if set(labels) != set(first_labels):
+            raise SeqlabError(
+                f"{first_name} and {name} have different labels ({', '.join(first_labels)} vs {', '.join(labels)}): "
+                "an ensemble averages the probabilities of the same labels, so its members must share them"
+            )
+
+
 def load_trained_task(ckpt_path: str, paths: DictConfig, needed_kind: str, command: str, trusted_packages: Iterable[str] = ()) -> TrainedTask:
     """The checkpoint's task with its trained weights, refused unless it is of `needed_kind`."""
-    saved = read_run(ckpt_path, trusted_packages=trusted_packages)
+    return trained_task_from_run(read_run(ckpt_path, trusted_packages=trusted_packages), ckpt_path, paths, needed_kind, command)
+
+
+def trained_task_from_run(saved: SavedRun, ckpt_path: str, paths: DictConfig, needed_kind: str, command: str) -> TrainedTask:
+    """`load_trained_task` for a checkpoint `read_run` has already read."""
     config, tokenizer = OmegaConf.create(saved.config), saved.tokenizer  # the record checked first
     kind = checkpoint_kind(saved)
     require_kind(kind, needed_kind, f"checkpoint {ckpt_path}", command)

@@ -1,6 +1,7 @@
-"""The two things seqlab's sweeps take from Hydra that Hydra does not publish, each used only through here.
+"""What seqlab's sweeps take from Hydra that Hydra does not publish, each used only through here.
 
-tests/test_upstream_apis.py checks both, so a Hydra release that changes one fails there, by name.
+tests/test_upstream_apis.py checks the first two, and tests/test_from_sweep.py the third, so a Hydra
+release that changes one fails there, by name.
 
 - Hydra's basic sweeper (the cartesian product of the overrides, launched in batches) is published
   only as the config `hydra/sweeper=basic`; its class lives under `hydra._internal`. seqlab's
@@ -8,11 +9,15 @@ tests/test_upstream_apis.py checks both, so a Hydra release that changes one fai
 - A failed job's exception: the public `JobReturn.return_value` raises it, after writing "Error
   executing job with overrides ..." to stderr (Hydra #1465, which made a sweep go on past failed
   jobs), and seqlab reports failed jobs in one line each. Hydra keeps it in `_return_value`.
+- The command line as `hydra.main` reads it (`overrides`, `multirun`, ...): `seqlab-train
+  from_sweep=DIR` rewrites its overrides before Hydra starts. Hydra's parser is in `hydra._internal.utils`.
 """
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
+from hydra._internal.utils import get_args_parser
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
@@ -37,3 +42,8 @@ def wrap_launcher(sweeper: Sweeper, wrap: Callable[[Launcher], Any]) -> None:
 def failed_job_error(job_return: JobReturn) -> Any:
     """What a job that did not complete raised."""
     return job_return._return_value
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The arguments `hydra.main` reads from `argv` (sys.argv without the program): `overrides`, `multirun`, ..."""
+    return get_args_parser().parse_args(argv)

@@ -42,4 +42,6 @@ class JobRecord(Callback):
         if config.hydra.mode != RunMode.MULTIRUN or process_rank() != 0:
             return
         record = {**job_outcome(job_return), "overrides": list(job_return.overrides or []), "tags": as_tags(config.get("tags"))}
+        if config.get("from_sweep"):  # seqlab-train -m from_sweep=DIR: the sweep whose best configuration the job trains
+            record["from_sweep"] = config.from_sweep
         write_text_atomically(Path(config.hydra.runtime.output_dir) / JOB_RECORD, json.dumps(record, indent=2) + "\n")

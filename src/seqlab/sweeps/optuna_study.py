@@ -20,6 +20,8 @@ from omegaconf import OmegaConf
 from optuna.visualization import matplotlib as optuna_plots
 
 from seqlab.errors import SeqlabError
+from seqlab.sweeps.objective import command_line, rerun_overrides
+from seqlab.sweeps.search_space import override_value
 from seqlab.tags import as_tags
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,6 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(spec)
     Path(spec).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))
-
-
-def directions(direction: Any) -> list[str]:
-    """`minimize`/`maximize` (or `min`/`max`), or a list of them for a multi-objective search."""
-    names = [direction] if isinstance(direction, str) else list(direction)
-    aliases = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
-    unknown = [d for d in names if str(d).lower() not in aliases]
-    if unknown or not names:
-        raise SeqlabError(f"hydra.sweeper.direction must be minimize or maximize, or a list of them; got {direction}")
-    return [aliases[str(d).lower()] for d in names]
 
 
 def trial_from_env(pruner: optuna.pruners.BasePruner | None) -> optuna.trial.Trial | None:
@@ -100,7 +92,9 @@ def trial_values(return_value: Any, n_objectives: int) -> list[float]:
 def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
     """Best parameters and value (YAML), every trial (CSV), and plots of the search (PNG).
 
-    The YAML also names the sweep's `tags`, from the sweep's config that Hydra keeps in multirun.yaml.
+    The YAML also names the sweep's `tags`, from the sweep's config that Hydra keeps in multirun.yaml,
+    and the best trial's overrides (`best_overrides`, less data.fold, data.num_folds and hydra.*) and
+    as one command-line fragment (`best_command_line`), to train that configuration again.
     """
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -117,12 +111,25 @@ def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
     }
     if completed and len(study.directions) == 1:
         best = study.best_trial
-        results.update(best_params=best.params, best_value=best.value, best_trial=best.number, best_job_dir=best.user_attrs.get("job_dir"))
+        overrides = rerun_overrides(trial_overrides(best))
+        results.update(
+            best_params=best.params,
+            best_value=best.value,
+            best_trial=best.number,
+            best_job_dir=best.user_attrs.get("job_dir"),
+            best_overrides=overrides,
+            best_command_line=command_line(overrides),
+        )
     elif completed:
         results["solutions"] = [{"trial": t.number, "params": t.params, "values": t.values, "job_dir": t.user_attrs.get("job_dir")} for t in study.best_trials]
     OmegaConf.save(OmegaConf.create(results), out_dir / RESULTS_YAML)
     _write_trials_csv(trials, len(study.directions), out_dir / TRIALS_CSV)
     _plot(study, out_dir, len(completed))
+
+
+def trial_overrides(trial: optuna.trial.FrozenTrial) -> list[str]:
+    """The overrides a trial's job ran with; its sampled parameters alone for a trial of an older seqlab's study."""
+    return trial.user_attrs.get("overrides") or [f"{name}={override_value(value)}" for name, value in trial.params.items()]
 
 
 def sweep_tags(sweep_dir: Path) -> list[str]:

@@ -11,6 +11,7 @@
 | anything else (`key=value`) | fixed: passed to every trial unchanged |
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -71,6 +72,18 @@ def distribution(override: Override) -> BaseDistribution:
             return IntDistribution(value.start, value.end, log=log)
         return FloatDistribution(float(value.start), float(value.end), log=log)
     raise SeqlabError(f"{override.input_line}: the Optuna sweeper searches choice, range and interval sweeps only")
+
+
+def param_overrides(params: Mapping, prefix: str = "") -> list[str]:
+    """`hydra.sweeper.params` as `key=sweep` overrides; nested keys (`model: {dropout: ...}`) join with dots,
+    so that a preset's dimension can be dropped with `~hydra.sweeper.params.model.dropout`."""
+    overrides = []
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            overrides.extend(param_overrides(value, f"{prefix}{key}."))
+        else:
+            overrides.append(f"{prefix}{key}={value}")
+    return overrides
 
 
 def parse_search_space(arguments: list[str]) -> SearchSpace:

@@ -1,0 +1,116 @@
+"""Translation models ready for inference: source texts in, translations out, for seqlab-predict and
+seqlab-serve; and their bundles, which seqlab-export writes (safetensors only).
+
+A checkpoint's translation model (`task=seq2seq`) is rebuilt from its run record like any other;
+sources are tokenised with the run's tokenizer, cut to the run's `max_source_length`, padded to the
+longest of the batch and translated with the run's test beam (`beam_size` overrides it).
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seqlab.data.download import sha256_of
+from seqlab.data.parallel_text import ParallelTextDataModule
+from seqlab.deploy import bundle
+from seqlab.deploy.predictors import Predictions, Predictor
+from seqlab.errors import SeqlabError
+from seqlab.runs.build import build_task, restore_datamodule
+from seqlab.runs.legacy import upgrade_recorded_config
+from seqlab.runs.record import SavedRun
+from seqlab.runs.trained import load_weights
+from seqlab.tasks.seq2seq import Seq2SeqTask
+
+TRANSLATION_TASK = f"{Seq2SeqTask.__module__}.{Seq2SeqTask.__qualname__}"
+
+
+def holds_translation_model(saved: SavedRun) -> bool:
+    """Whether the checkpoint's run trained `task=seq2seq`."""
+    task = saved.config.get("task") or {}
+    return isinstance(task, dict) and task.get("_target_") == TRANSLATION_TASK
+
+
+class TranslationPredictor(Predictor):
+    """Each text's translation: `{"translation": text}` per input, in order."""
+
+    label_names: list[str] = []
+
+    def __init__(self, task: Seq2SeqTask, max_length: int | None, beam_size: int | None = None, device: str = "cpu") -> None:
+        self.task = task.to(device).eval()
+        self.tokenizer = task.tokenizer
+        self.max_length = max_length
+        self.beam_size = beam_size or task.beam_sizes["test"]
+        self.device = device
+
+    def text_probabilities(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
+        raise SeqlabError("a translation model gives translations, not label probabilities")
+
+    def translate(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """The translations of `texts`, and the positions of those cut to the model's source limit."""
+        encoded = self.tokenizer.encode_batch(list(texts))
+        truncated = [index for index, ids in enumerate(encoded) if self.max_length and len(ids) > self.max_length]
+        encoded = [ids[: self.max_length] if self.max_length else ids for ids in encoded]
+        lengths = torch.tensor([max(len(ids), 1) for ids in encoded])
+        source_ids = torch.full((len(encoded), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            source_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        with torch.inference_mode():
+            translations = self.task.translate(source_ids.to(self.device), lengths.to(self.device), self.beam_size)
+        return translations, truncated
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        translations, truncated = self.translate(texts)
+        return Predictions([{"translation": translation} for translation in translations], truncated)
+
+
+def translator_from_run(saved: SavedRun, paths: DictConfig, beam_size: int | None = None, device: str = "cpu") -> TranslationPredictor:
+    """The translation model of a checkpoint read by `read_run`."""
+    config = OmegaConf.create(saved.config)
+    with open_dict(config):
+        config.paths = paths  # the run's own data dir may not exist where this command runs
+    datamodule = restore_datamodule(config, saved.tokenizer)
+    task = build_task(config, datamodule)
+    load_weights(task, saved)
+    max_length = datamodule.max_source_length if isinstance(datamodule, ParallelTextDataModule) else None
+    return TranslationPredictor(task, max_length, beam_size, device)
+
+
+# -- bundles -------------------------------------------------------------------------------
+
+TRANSLATION = "translation"  # the `kind` a translation model's bundle names in its manifest
+
+
+def write_translation_model(directory: Path, saved: SavedRun, ckpt_path: str, cfg: DictConfig) -> dict[str, Any]:
+    """Write the translation model of `ckpt_path` (as `read_run` read it) in `directory` as a safetensors
+    bundle (weights, config.json, tokenizer) and return what the manifest says of it."""
+    from safetensors.torch import save_model  # the deploy extra's
+
+    if cfg.format != bundle.SAFETENSORS:
+        raise SeqlabError(
+            f"format={cfg.format} is not available for a translation model (beam search is a loop over decoder steps, which "
+            "one ONNX graph does not hold); export it with format=safetensors"
+        )
+    translator = translator_from_run(saved, cfg.paths)
+    bundle.write_bundle_tokenizer(directory, translator.tokenizer, None)
+    config = OmegaConf.create(saved.config)
+    with open_dict(config):
+        config.paths = cfg.paths
+    config = OmegaConf.to_container(config, resolve=True)
+    run_config = {key: config[key] for key in ("data", "model", "task", "optimizer", "scheduler") if key in config}
+    (directory / bundle.CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
+    save_model(translator.task, str(directory / bundle.MODEL_FILES[bundle.SAFETENSORS]))  # stores the tied output weight once
+    return {"kind": TRANSLATION, "max_length": translator.max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
+
+
+def translator_from_bundle(opened: bundle.Bundle, device: str = "cpu") -> TranslationPredictor:
+    """The translation model of a bundle (of kind `TRANSLATION`) that `open_bundle` has already checked."""
+    from safetensors.torch import load_model  # the deploy extra's
+
+    config = OmegaConf.create(upgrade_recorded_config(json.loads((opened.path / bundle.CONFIG).read_text())))
+    task = build_task(config, restore_datamodule(config, opened.tokenizer()))
+    load_model(task, str(opened.model_path))
+    return TranslationPredictor(task.eval(), opened.max_length, device=device)
