@@ -30,8 +30,10 @@ TINY = [
     "data=parallel_text",
     "model=transformer_seq2seq",
     "task=seq2seq",
-    "data.source_column=en",
-    "data.target_column=es",
+    # As the bible_en_es presets name their columns: through a key of their own, which eval must carry.
+    "+pair=[en,es]",
+    "data.source_column=${pair[0]}",
+    "data.target_column=${pair[1]}",
     "data.group_column=ref",
     r"data.group_pattern='^(.+) \d+:\d+$'",
     "data.val_groups=[Gamma]",
@@ -81,6 +83,12 @@ def test_eval_reports_bleu_chrf_and_sample_translations(trained_run: Path, tmp_p
     assert report["bleu"] == evaluated["test/bleu"] and report["sentences"] == 30 and report["beam_size"] == 3
     assert set(report["samples"][0]) == {"translation", "reference"}
     assert len((tmp_path / "eval" / "translations.jsonl").read_text().splitlines()) == 30
+
+    greedy = run_cli(
+        "seqlab-eval", f"ckpt_path={metrics['ckpt_path']}", "+task.test_beam_size=1", f"hydra.run.dir={tmp_path / 'greedy'}", "print_config=false", cwd=tmp_path
+    )
+    assert greedy.returncode == 0, greedy.stderr[-3000:]
+    assert json.loads((tmp_path / "greedy" / "metrics.json").read_text())["report"]["beam_size"] == 1
 
 
 SOURCES = ["the dog sees a cat", "a small bird runs", "the red house"]

@@ -36,8 +36,10 @@ def run_config(cfg: DictConfig, saved: dict) -> DictConfig:
     """This command's config with the run's data, model and task, and this command's overrides on top."""
     merged = cfg.copy()
     with open_dict(merged):
-        for key in RUN_KEYS:
-            if key in saved:
+        for key in saved:
+            # The run's own keys, and those this command's config lacks (a preset's own, such as
+            # bible_en_es_*'s `pair`), so that the run's interpolations resolve.
+            if key in RUN_KEYS or key not in merged:
                 merged[key] = saved[key]
         overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
         for override in overrides:
