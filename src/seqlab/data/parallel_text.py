@@ -233,7 +233,8 @@ class ParallelTextDataModule(SequenceDataModule):
             captured.append(match.group(1) if pattern.groups else match.group(0))
         return captured
 
-    def _split(self) -> dict[str, TextPairs]:
+    def text_pairs(self) -> dict[str, TextPairs]:
+        """The train, val and test pairs as texts, split as the settings say (before filtering and tokenising)."""
         files = self.files
         splits = {split: self.read_pairs(path) for split, path in files.items()}
         train = splits["train"]
@@ -300,7 +301,7 @@ class ParallelTextDataModule(SequenceDataModule):
     def _build(self) -> CacheEntry:
         """Read and split the pairs, fit the tokenizer on both sides of the training split, drop or cut
         long pairs, and encode every split."""
-        splits = self._split()
+        splits = self.text_pairs()
         if not self.tokenizer.is_fitted:
             self.tokenizer.fit(splits["train"].sources + splits["train"].targets)
         ragged, references = {}, {}
