@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from seqlab.data.base import SequenceDataModule
 from seqlab.data.batching import BucketBatchSampler
-from seqlab.data.cache import CacheEntry, RaggedArray, encode_texts, file_identity
+from seqlab.data.cache import CacheEntry, RaggedArray, encode_texts
 from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.splits import check_holdout_fractions, kfold_split, stratified_split
-from seqlab.data.text_files import read_labelled_file, resolve_data_file
+from seqlab.data.text_files import files_source_identity, read_labelled_file, resolve_data_files
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 
@@ -204,15 +204,11 @@ class ParallelTextDataModule(SequenceDataModule):
 
     @property
     def files(self) -> dict[str, Path]:
-        # Resolved when read, not when built: Hydra would wrap an error raised while instantiating.
-        return {split: resolve_data_file(name, self.data_dir) for split, name in self.file_names.items()}
+        return resolve_data_files(self.file_names, self.data_dir)
 
     def source_identity(self) -> dict[str, Any]:
-        files = self.files
-        return {
-            "files": dict(zip(files, file_identity(files.values()))),
-            "reader": [self.format, self.source_column, self.target_column, self.group_column, self.group_pattern, self.encoding],
-        }
+        reader = [self.format, self.source_column, self.target_column, self.group_column, self.group_pattern, self.encoding]
+        return files_source_identity(self.files, reader)
 
     def read_pairs(self, path: Path) -> TextPairs:
         """The file's pairs; a missing column or an empty target is one line naming the file and the row."""

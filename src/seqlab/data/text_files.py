@@ -166,6 +166,17 @@ def resolve_data_file(name: str, data_dir: str | None) -> Path:
     raise SeqlabError(f"{name}: no such file (looked in {Path.cwd()} and {data_dir})")
 
 
+def resolve_data_files(file_names: dict[str, str], data_dir: str | None) -> dict[str, Path]:
+    """Each split's file, as `resolve_data_file` finds it. DataModules call this when they read, not
+    when they are built: Hydra would wrap an error raised while instantiating."""
+    return {split: resolve_data_file(name, data_dir) for split, name in file_names.items()}
+
+
+def files_source_identity(files: dict[str, Path], reader: list[Any]) -> dict[str, Any]:
+    """The token cache's identity of a source read from files: each file's identity and the reader's settings."""
+    return {"files": dict(zip(files, file_identity(files.values()))), "reader": reader}
+
+
 class TextFilesDataModule(TextClassificationDataModule):
     """Text classification from the user's files: `train_file`, and optionally `val_file` and `test_file`.
 
@@ -197,15 +208,10 @@ class TextFilesDataModule(TextClassificationDataModule):
 
     @property
     def files(self) -> dict[str, Path]:
-        # Resolved when read, not when built: Hydra would wrap an error raised while instantiating.
-        return {split: resolve_data_file(name, self.data_dir) for split, name in self.file_names.items()}
+        return resolve_data_files(self.file_names, self.data_dir)
 
     def source_identity(self) -> dict[str, Any]:
-        files = self.files
-        return {
-            "files": dict(zip(files, file_identity(files.values()))),
-            "reader": [self.format, self.text_column, self.label_column, self.encoding],
-        }
+        return files_source_identity(self.files, [self.format, self.text_column, self.label_column, self.encoding])
 
     def read_splits(self) -> dict[str, LabelledTexts]:
         return {split: read_labelled_file(path, self.format, self.text_column, self.label_column, self.encoding) for split, path in self.files.items()}
