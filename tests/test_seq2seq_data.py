@@ -109,3 +109,36 @@ def test_folds_with_groups_validate_on_whole_groups_of_the_training_books(tmp_pa
         assert not source_texts(module, "val") & source_texts(module, "train")
         assert module.split_sizes["data/test_size"] == 100  # Delta, never in a fold
     assert sum(module.split_sizes["data/val_size"] for module in folds) == 300  # Alpha, Beta and Gamma between them
+
+
+def test_separate_tokenizers_are_each_fitted_on_their_own_side(tmp_path: Path, compose_config) -> None:
+    module = datamodule(tmp_path, compose_config, *BOOKS, "data.separate_tokenizers=true", "data/tokenizer@data.target_tokenizer=word")
+    source, target = module.tokenizer, module.target_tokenizer
+    assert isinstance(source, BPETokenizer) and isinstance(target, WordTokenizer)
+    assert len(source.encode_batch(["dog"])[0]) == 1 and len(source.encode_batch(["perro"])[0]) > 1  # BPE never merged a Spanish word
+    assert len(target.encode_batch(["perro"])[0]) == 1 and target.encode_batch(["dog"]) == target.encode_batch(["xyz"])  # unknown to the target side
+    assert source.vocab_size != target.vocab_size
+    vocab = target.vocab_size
+    assert module.model_dims() == {
+        "vocab_size": vocab + 2,
+        "pad_id": target.pad_id,
+        "bos_id": vocab,
+        "eos_id": vocab + 1,
+        "source_vocab_size": source.vocab_size,
+        "source_pad_id": source.pad_id,
+    }
+    batch = next(iter(module.val_dataloader()))
+    first_source = batch["source_ids"][0][: batch["source_lengths"][0]].tolist()
+    first_target = batch["target_out"][0][batch["target_out"][0] != -100].tolist()
+    assert source.decode(first_source).strip() in source_texts(module, "val")
+    assert decode_target(target, first_target) == batch["references"][0]
+
+
+def test_another_target_tokenizer_builds_a_new_cache_entry_rather_than_reusing_stale_ids(tmp_path: Path, compose_config) -> None:
+    separate = ["data.separate_tokenizers=true", f"data.cache_dir={tmp_path / 'cache'}"]
+    first = datamodule(tmp_path, compose_config, *BOOKS, *separate, "data.target_tokenizer.vocab_size=262")
+    second = datamodule(tmp_path, compose_config, *BOOKS, *separate, "data.target_tokenizer.vocab_size=280")
+    assert first.target_tokenizer.vocab_size == 262 and second.target_tokenizer.vocab_size == 280
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    shared = datamodule(tmp_path, compose_config, *BOOKS, f"data.cache_dir={tmp_path / 'cache'}")
+    assert shared.target_tokenizer is shared.tokenizer and len(list((tmp_path / "cache").iterdir())) == 3

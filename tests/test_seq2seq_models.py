@@ -140,3 +140,16 @@ def test_decoding_step_by_step_gives_the_teacher_forced_probabilities(name: str)
             log_probs, state = net.step(state, targets[:, t])
             steps.append(log_probs)
     torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("build", [RNNSeq2Seq, TransformerSeq2Seq])
+def test_a_source_vocabulary_of_its_own_gets_its_own_embedding_and_the_output_stays_tied(build) -> None:
+    sizes = {"embed_dim": 16} if build is RNNSeq2Seq else {"num_heads": 2, "num_layers": 1}
+    tied = {"tie_output": True} if build is RNNSeq2Seq else {}
+    net = build(VOCAB, PAD, BOS, EOS, source_vocab_size=40, hidden_dim=16, **sizes, **tied).eval()
+    assert net.source_embedding.num_embeddings == 40 and net.target_embedding.num_embeddings == VOCAB
+    assert net.output.weight is net.target_embedding.weight
+    ids = torch.tensor([[35, 39, 1]])  # source ids beyond the target's vocabulary
+    assert net(ids, torch.tensor([3]), target_in()[:1]).shape == (1, 5, VOCAB)
+    with pytest.raises(ValueError, match="^shared_embeddings=true needs one vocabulary for both sides"):
+        build(VOCAB, PAD, BOS, EOS, source_vocab_size=40, hidden_dim=16, shared_embeddings=True, **sizes)

@@ -8,7 +8,9 @@ import pytest
 import sacrebleu
 
 from conftest import read_metrics, run_cli, running_service
-from parallel_fixtures import parallel_rows, write_parallel_tsv
+from parallel_fixtures import LEXICON, parallel_rows, write_parallel_tsv
+from seqlab import runs
+from seqlab.errors import SeqlabError
 from seqlab.tasks.seq2seq import corpus_scores
 
 REFERENCES = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
@@ -122,3 +124,43 @@ def test_export_refuses_onnx_for_a_translation_model_in_one_line(trained_run: Pa
     assert result.returncode != 0
     assert "format=onnx is not available for a translation model" in result.stderr and "format=safetensors" in result.stderr
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.slow
+def test_a_run_with_a_tokenizer_per_side_evaluates_predicts_and_exports(tmp_path: Path) -> None:
+    train_file = write_parallel_tsv(tmp_path / "pairs.tsv", parallel_rows(120))
+    separate = ["data.separate_tokenizers=true", "data/tokenizer@data.target_tokenizer=word"]
+    result = run_cli("seqlab-train", *TINY, *separate, f"data.train_file={train_file}", f"paths.data_dir={tmp_path}", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "tokenizer.json").read_text())["name"] == "bpe"
+    assert json.loads((run_dir / "target_tokenizer.json").read_text())["name"] == "word"
+    metrics = read_metrics(run_dir)
+    evaluated = run_cli("seqlab-eval", f"ckpt_path={metrics['ckpt_path']}", "hydra.run.dir=eval", "print_config=false", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/bleu"] == pytest.approx(metrics["test/bleu"])
+
+    (tmp_path / "sources.txt").write_text("\n".join(SOURCES) + "\n")
+    from_checkpoint = run_cli("seqlab-predict", f"ckpt_path={metrics['ckpt_path']}", "input=sources.txt", "output=from_ckpt.jsonl", cwd=tmp_path)
+    assert from_checkpoint.returncode == 0, from_checkpoint.stderr[-3000:]
+    expected = translations(tmp_path / "from_ckpt.jsonl")
+    assert len(expected) == 3 and any(expected)
+    # Every translated word comes from the target side's vocabulary (a word tokenizer of Spanish).
+    assert set(" ".join(expected).split()) <= set(LEXICON.values())
+    exported = run_cli("seqlab-export", f"ckpt_path={metrics['ckpt_path']}", "format=safetensors", "output_dir=bundle", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert {"tokenizer.json", "target_tokenizer.json"} <= set(manifest["files"])
+    from_bundle = run_cli("seqlab-predict", "bundle=bundle", "input=sources.txt", "output=from_bundle.jsonl", cwd=tmp_path)
+    assert from_bundle.returncode == 0, from_bundle.stderr[-3000:]
+    assert translations(tmp_path / "from_bundle.jsonl") == expected
+
+
+def test_shared_embeddings_with_a_tokenizer_per_side_are_refused_in_one_line_naming_the_setting(tmp_path: Path, compose_config) -> None:
+    train_file = write_parallel_tsv(tmp_path / "pairs.tsv", parallel_rows(80))
+    cfg = compose_config(
+        [*TINY, "data.separate_tokenizers=true", "model.shared_embeddings=true", f"data.train_file={train_file}", f"paths.data_dir={tmp_path}"]
+    )
+    datamodule = runs.build_datamodule(cfg)
+    with pytest.raises(SeqlabError, match=r"^model\.shared_embeddings=true needs one vocabulary for both sides.*set model\.shared_embeddings=false$"):
+        runs.build_task(cfg, datamodule)

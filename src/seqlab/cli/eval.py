@@ -76,7 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     failed = True
     try:
-        datamodule = runs.build_datamodule(cfg, saved.tokenizer, saved.label_names)
+        datamodule = runs.build_datamodule(cfg, saved.tokenizer, saved.label_names, saved.target_tokenizer)
         task = runs.build_task(cfg, datamodule)
         load_weights(task, saved)  # the checkpoint's weights from this one read: Lightning need not read it again
         del saved  # its weights are in the task now

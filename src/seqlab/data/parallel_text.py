@@ -1,5 +1,6 @@
 """Parallel text for sequence-to-sequence models: pairs of a source and a target text from the user's
-TSV, CSV or JSONL files, split, tokenised with one tokenizer fitted on both sides, cached and batched.
+TSV, CSV or JSONL files, split, tokenised with one tokenizer fitted on both sides (or one per side,
+`separate_tokenizers=true`), cached and batched.
 
 Splits come from the files (`val_file`, `test_file`), from named groups of a group column (whole Bible
 books: `group_column=ref group_pattern='^(.+) \\d+:\\d+$' val_groups=[Mark]`, so no verse of a
@@ -8,9 +9,9 @@ than `max_source_length` / `max_target_length` tokens are dropped (`filter_long_
 validation and test pairs are only ever cut, so every evaluation sees the same pairs; the counts go to
 the log.
 
-The target side's ids get two more tokens after the tokenizer's vocabulary, begin-of-sequence
+The target side's ids get two more tokens after its tokenizer's vocabulary, begin-of-sequence
 (`bos_id = vocab_size`) and end-of-sequence (`eos_id = vocab_size + 1`), so any of seqlab's tokenizers
-serves, saved and reloaded as every run's tokenizer is.
+serves, saved and reloaded as every run's tokenizer is (a target side's own as target_tokenizer.json).
 """
 
 import logging
@@ -46,11 +47,16 @@ class TextPairs:
         return TextPairs([self.sources[i] for i in indices], [self.targets[i] for i in indices])
 
 
-def special_ids(tokenizer: TextTokenizer) -> dict[str, int]:
-    """The sizes and special ids a sequence-to-sequence model takes from the tokenizer: its vocabulary
-    plus begin- and end-of-sequence ids after it."""
-    vocab = tokenizer.vocab_size
-    return {"vocab_size": vocab + 2, "pad_id": tokenizer.pad_id, "bos_id": vocab, "eos_id": vocab + 1}
+def special_ids(tokenizer: TextTokenizer, target_tokenizer: TextTokenizer | None = None) -> dict[str, int]:
+    """The sizes and special ids a sequence-to-sequence model takes from the tokenizers: the target
+    side's vocabulary plus begin- and end-of-sequence ids after it; with a `target_tokenizer` of its
+    own, `tokenizer` is the source side's alone, whose size and padding id come as `source_*`."""
+    target = tokenizer if target_tokenizer is None else target_tokenizer
+    vocab = target.vocab_size
+    ids = {"vocab_size": vocab + 2, "pad_id": target.pad_id, "bos_id": vocab, "eos_id": vocab + 1}
+    if target_tokenizer is not None:
+        ids.update(source_vocab_size=tokenizer.vocab_size, source_pad_id=tokenizer.pad_id)
+    return ids
 
 
 def decode_target(tokenizer: TextTokenizer, ids: list[int]) -> str:
@@ -87,17 +93,19 @@ class EncodedPairs(Dataset):
 
 
 class PadPairs:
-    """Collate pairs into `source_ids` (B, S) padded, `source_lengths` (B,), `target_in` (B, T):
-    begin-of-sequence then the target, `target_out` (B, T): the target then end-of-sequence, padding
-    marked -100 (ignored by the loss), and `references` (the target texts)."""
+    """Collate pairs into `source_ids` (B, S) padded with `source_pad_id` (default `pad_id`),
+    `source_lengths` (B,), `target_in` (B, T): begin-of-sequence then the target, `target_out` (B, T):
+    the target then end-of-sequence, padding marked -100 (ignored by the loss), and `references` (the
+    target texts)."""
 
-    def __init__(self, pad_id: int, bos_id: int, eos_id: int) -> None:
+    def __init__(self, pad_id: int, bos_id: int, eos_id: int, source_pad_id: int | None = None) -> None:
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.source_pad_id = pad_id if source_pad_id is None else source_pad_id
 
     def __call__(self, batch: list[tuple[np.ndarray, np.ndarray, str]]) -> dict[str, Any]:
         source_lengths = [max(len(source), 1) for source, _, _ in batch]  # an empty text still gets one pad step
         target_length = max(len(target) for _, target, _ in batch) + 1
-        source_ids = np.full((len(batch), max(source_lengths)), self.pad_id, dtype=np.int64)
+        source_ids = np.full((len(batch), max(source_lengths)), self.source_pad_id, dtype=np.int64)
         target_in = np.full((len(batch), target_length), self.pad_id, dtype=np.int64)
         target_out = np.full((len(batch), target_length), IGNORE_INDEX, dtype=np.int64)
         for row, (source, target, _) in enumerate(batch):
@@ -124,6 +132,9 @@ class ParallelTextDataModule(SequenceDataModule):
     `test_groups`; else seeded `val_fraction` / `test_fraction` shares of the training file (or fold
     `fold` of `num_folds`). `max_examples` keeps the first pairs of the training split only, for
     quick checks. `settings` are SequenceDataModule's.
+
+    `tokenizer` is fitted on both sides, or with `separate_tokenizers` on the sources only and
+    `target_tokenizer` on the targets.
     """
 
     def __init__(
@@ -151,9 +162,15 @@ class ParallelTextDataModule(SequenceDataModule):
         bucket_batches: int = 50,
         data_dir: str | None = None,
         encoding: str = "utf-8",
+        separate_tokenizers: bool = False,
+        target_tokenizer: TextTokenizer | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(tokenizer, batch_size, **settings)
+        if separate_tokenizers and target_tokenizer is None:
+            raise SeqlabError("data.separate_tokenizers=true needs data.target_tokenizer: choose one with data/tokenizer@data.target_tokenizer=bpe")
+        # The target side's own tokenizer; None when `tokenizer` serves both sides.
+        self.separate_target_tokenizer = target_tokenizer if separate_tokenizers else None
         self.file_names = {split: name for split, name in {"train": train_file, "val": val_file, "test": test_file}.items() if name}
         self.format = format
         self.source_column = source_column
@@ -180,6 +197,9 @@ class ParallelTextDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.fold_split == "test":
             raise SeqlabError("data.fold_split=test (cv.protocol=test) is for classification data; parallel text's folds validate (cv.protocol=validation)")
+        target = self.separate_target_tokenizer
+        if target is not None and not target.is_fitted and not target.trains_on_texts:
+            target.fit([])  # a ready-made tokenizer's state is part of the cache key, as the source side's
         super().setup(stage)
 
     def train_dataloader(self) -> DataLoader:
@@ -193,12 +213,23 @@ class ParallelTextDataModule(SequenceDataModule):
 
     # -- what models and tasks need ---------------------------------------------------------
 
+    @property
+    def target_tokenizer(self) -> TextTokenizer:
+        """The target side's tokenizer: its own, or the one both sides share."""
+        return self.tokenizer if self.separate_target_tokenizer is None else self.separate_target_tokenizer
+
     def model_dims(self) -> dict[str, int]:
-        return special_ids(self.tokenizer)
+        return special_ids(self.tokenizer, self.separate_target_tokenizer)
 
     def task_dims(self) -> dict[str, Any]:
-        """The tokenizer, which turns generated ids into text for BLEU and the logged samples."""
-        return {"tokenizer": self.tokenizer}
+        """The target side's tokenizer, which turns generated ids into text for BLEU and the logged samples."""
+        return {"tokenizer": self.target_tokenizer}
+
+    def save_to(self, run_dir: Path) -> None:
+        """Write tokenizer.json, and a target side's own tokenizer as target_tokenizer.json."""
+        super().save_to(run_dir)
+        if self.separate_target_tokenizer is not None:
+            self.separate_target_tokenizer.save(run_dir / "target_tokenizer.json")
 
     # -- reading and splitting --------------------------------------------------------------
 
@@ -289,21 +320,27 @@ class ParallelTextDataModule(SequenceDataModule):
     # -- SequenceDataModule -----------------------------------------------------------------
 
     def _split_settings(self) -> dict[str, Any]:
-        return {
+        settings = {
             "split": [self.val_groups, self.test_groups, self.val_fraction, self.test_fraction, self.num_folds, self.fold, self.split_seed],
             "lengths": [self.max_source_length, self.max_target_length, self.filter_long_pairs, self.max_examples],
         }
+        if self.separate_target_tokenizer is not None:  # its settings and state change the target ids as the tokenizer's do
+            settings["target_tokenizer"] = self.separate_target_tokenizer.identity()
+        return settings
 
     def _build(self) -> CacheEntry:
-        """Read and split the pairs, fit the tokenizer on both sides of the training split, drop or cut
-        long pairs, and encode every split."""
+        """Read and split the pairs, fit the tokenizer on both sides of the training split (or each
+        side's own on that side), drop or cut long pairs, and encode every split."""
         splits = self.text_pairs()
+        target_tokenizer = self.separate_target_tokenizer
         if not self.tokenizer.is_fitted:
-            self.tokenizer.fit(splits["train"].sources + splits["train"].targets)
+            self.tokenizer.fit(splits["train"].sources if target_tokenizer is not None else splits["train"].sources + splits["train"].targets)
+        if target_tokenizer is not None and not target_tokenizer.is_fitted:
+            target_tokenizer.fit(splits["train"].targets)
         ragged, references = {}, {}
         for name, pairs in splits.items():
             sources = encode_texts(self.tokenizer, pairs.sources)
-            targets = encode_texts(self.tokenizer, pairs.targets)
+            targets = encode_texts(self.target_tokenizer, pairs.targets)
             too_long = np.zeros(len(sources), dtype=bool)
             if self.max_source_length:
                 too_long |= sources.lengths > self.max_source_length
@@ -325,9 +362,14 @@ class ParallelTextDataModule(SequenceDataModule):
             ragged[f"{name}.target"] = RaggedArray.from_sequences(targets[i][: self.max_target_length] for i in keep)
             references[name] = [pairs.targets[i] for i in keep]
         meta = {"tokenizer": self.tokenizer.to_dict(), "references": references}
+        if target_tokenizer is not None:
+            meta["target_tokenizer"] = target_tokenizer.to_dict()
         return CacheEntry(meta, ragged, {})
 
     def _use(self, entry: CacheEntry) -> None:
+        target_tokenizer = self.separate_target_tokenizer
+        if target_tokenizer is not None and not target_tokenizer.is_fitted:
+            target_tokenizer.load_state(entry.meta["target_tokenizer"]["state"])
         for name in SPLITS:
             self.datasets[name] = EncodedPairs(entry.ragged[f"{name}.source"], entry.ragged[f"{name}.target"], entry.meta["references"][name])
 
@@ -336,8 +378,8 @@ class ParallelTextDataModule(SequenceDataModule):
 
     def _pairs_loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        ids = special_ids(self.tokenizer)
-        collate = PadPairs(ids["pad_id"], ids["bos_id"], ids["eos_id"])
+        ids = self.model_dims()
+        collate = PadPairs(ids["pad_id"], ids["bos_id"], ids["eos_id"], ids.get("source_pad_id"))
         batching: dict[str, Any] = {"batch_size": self.batch_size if split == "train" else self.eval_batch_size, "shuffle": shuffle}
         if shuffle and self.bucket_by_length:
             batching = {"batch_sampler": BucketBatchSampler(RandomSampler(dataset), self.batch_size, False, dataset.lengths, self.bucket_batches)}

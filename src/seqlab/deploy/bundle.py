@@ -5,6 +5,8 @@
     model.safetensors  (format safetensors) the task's weights, with config.json: the run's config
     tokenizer.json     the fitted tokenizer as a standard Hugging Face file, padding and truncating as seqlab does
     seqlab_tokenizer.json  seqlab's name for the tokenizer, its settings and its pad token
+    target_tokenizer.json, seqlab_target_tokenizer.json  (a translation model with a tokenizer per
+                       side) the target side's tokenizer, as the two above; tokenizer.json is the source side's
     labels.json        each label name with its output index, as in the run dir
 
 A fold ensemble's bundle (`format`, `kind`, `max_length` and labels.json as above) holds each member's
@@ -52,6 +54,8 @@ MANIFEST = "manifest.json"
 MODEL_FILES = {ONNX: "model.onnx", SAFETENSORS: "model.safetensors"}
 TOKENIZER = "tokenizer.json"
 TOKENIZER_SETTINGS = "seqlab_tokenizer.json"
+TARGET_TOKENIZER = "target_tokenizer.json"
+TARGET_TOKENIZER_SETTINGS = "seqlab_target_tokenizer.json"
 LABELS = "labels.json"
 CONFIG = "config.json"
 MEMBERS_DIR = "members"
@@ -97,6 +101,15 @@ class Bundle:
 
     def tokenizer(self) -> TextTokenizer:
         return read_bundle_tokenizer(self.path, self.manifest["files"])
+
+    def target_tokenizer(self) -> TextTokenizer | None:
+        """A translation model's target-side tokenizer when it has its own; None when tokenizer.json serves both sides."""
+        files = self.manifest["files"]
+        if TARGET_TOKENIZER not in files:
+            return None
+        if TARGET_TOKENIZER_SETTINGS not in files:
+            raise SeqlabError(f"bundle {self.path}: {MANIFEST} lists {TARGET_TOKENIZER} without {TARGET_TOKENIZER_SETTINGS}; export the bundle again")
+        return read_standard_tokenizer(self.path / TARGET_TOKENIZER, self.path / TARGET_TOKENIZER_SETTINGS)
 
     def label_names(self) -> list[str]:
         return read_label_names(self.path / LABELS)
@@ -169,6 +182,7 @@ def check_model_files(bundle: Bundle, trusted_packages: Iterable[str]) -> None:
     if unlisted:
         raise SeqlabError(f"bundle {bundle.path}: {MANIFEST} does not list {', '.join(unlisted)}; export the bundle again")
     read_bundle_tokenizer(bundle.path, files)
+    bundle.target_tokenizer()
     if bundle.format == SAFETENSORS:
         check_recorded_config(_read_json(bundle.path / CONFIG), str(bundle.path / CONFIG), trusted_packages)
 
@@ -180,8 +194,12 @@ def read_bundle_tokenizer(path: Path, files: dict[str, Any]) -> TextTokenizer:
     return tokenizer_from_dict(_read_json(path / TOKENIZER), str(path / TOKENIZER))
 
 
-def write_bundle_tokenizer(bundle_dir: Path, tokenizer: TextTokenizer, max_length: int | None) -> None:
-    write_standard_tokenizer(tokenizer, bundle_dir / TOKENIZER, bundle_dir / TOKENIZER_SETTINGS, max_length)
+def write_bundle_tokenizer(
+    bundle_dir: Path, tokenizer: TextTokenizer, max_length: int | None, standard_name: str = TOKENIZER, settings_name: str = TOKENIZER_SETTINGS
+) -> None:
+    """Write `tokenizer` as the bundle's tokenizer.json and seqlab_tokenizer.json, or under the names given
+    (a target side's own: TARGET_TOKENIZER, TARGET_TOKENIZER_SETTINGS)."""
+    write_standard_tokenizer(tokenizer, bundle_dir / standard_name, bundle_dir / settings_name, max_length)
 
 
 def _read_json(path: Path) -> Any:

@@ -2,8 +2,9 @@
 seqlab-serve; and their bundles, which seqlab-export writes (safetensors only).
 
 A checkpoint's translation model (`task=seq2seq`) is rebuilt from its run record like any other;
-sources are tokenised with the run's tokenizer, cut to the run's `max_source_length`, padded to the
-longest of the batch and translated with the run's test beam (`beam_size` overrides it).
+sources are tokenised with the run's (source-side) tokenizer, cut to the run's `max_source_length`,
+padded to the longest of the batch and translated with the run's test beam (`beam_size` overrides it);
+translations are decoded with the target side's own tokenizer when the run has one.
 """
 
 import json
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab.data.download import sha256_of
 from seqlab.data.parallel_text import ParallelTextDataModule
+from seqlab.data.tokenizers import TextTokenizer
 from seqlab.deploy import bundle
 from seqlab.deploy.predictors import Predictions, Predictor
 from seqlab.errors import SeqlabError
@@ -39,9 +41,10 @@ class TranslationPredictor(Predictor):
 
     label_names: list[str] = []
 
-    def __init__(self, task: Seq2SeqTask, max_length: int | None, beam_size: int | None = None, device: str = "cpu") -> None:
+    def __init__(self, task: Seq2SeqTask, tokenizer: TextTokenizer, max_length: int | None, beam_size: int | None = None, device: str = "cpu") -> None:
+        """`tokenizer` encodes the sources; the task's own (the target side's) decodes its translations."""
         self.task = task.to(device).eval()
-        self.tokenizer = task.tokenizer
+        self.tokenizer = tokenizer
         self.max_length = max_length
         self.beam_size = beam_size or task.beam_sizes["test"]
         self.device = device
@@ -72,11 +75,11 @@ def translator_from_run(saved: SavedRun, paths: DictConfig, beam_size: int | Non
     config = OmegaConf.create(saved.config)
     with open_dict(config):
         config.paths = paths  # the run's own data dir may not exist where this command runs
-    datamodule = restore_datamodule(config, saved.tokenizer)
+    datamodule = restore_datamodule(config, saved.tokenizer, target_tokenizer=saved.target_tokenizer)
     task = build_task(config, datamodule)
     load_weights(task, saved)
     max_length = datamodule.max_source_length if isinstance(datamodule, ParallelTextDataModule) else None
-    return TranslationPredictor(task, max_length, beam_size, device)
+    return TranslationPredictor(task, datamodule.tokenizer, max_length, beam_size, device)
 
 
 # -- bundles -------------------------------------------------------------------------------
@@ -86,7 +89,7 @@ TRANSLATION = "translation"  # the `kind` a translation model's bundle names in 
 
 def write_translation_model(directory: Path, saved: SavedRun, ckpt_path: str, cfg: DictConfig) -> dict[str, Any]:
     """Write the translation model of `ckpt_path` (as `read_run` read it) in `directory` as a safetensors
-    bundle (weights, config.json, tokenizer) and return what the manifest says of it."""
+    bundle (weights, config.json, the tokenizer and a target side's own) and return what the manifest says of it."""
     from safetensors.torch import save_model  # the deploy extra's
 
     if cfg.format != bundle.SAFETENSORS:
@@ -96,6 +99,8 @@ def write_translation_model(directory: Path, saved: SavedRun, ckpt_path: str, cf
         )
     translator = translator_from_run(saved, cfg.paths)
     bundle.write_bundle_tokenizer(directory, translator.tokenizer, None)
+    if saved.target_tokenizer is not None:
+        bundle.write_bundle_tokenizer(directory, saved.target_tokenizer, None, bundle.TARGET_TOKENIZER, bundle.TARGET_TOKENIZER_SETTINGS)
     config = OmegaConf.create(saved.config)
     with open_dict(config):
         config.paths = cfg.paths
@@ -111,6 +116,7 @@ def translator_from_bundle(opened: bundle.Bundle, device: str = "cpu") -> Transl
     from safetensors.torch import load_model  # the deploy extra's
 
     config = OmegaConf.create(upgrade_recorded_config(json.loads((opened.path / bundle.CONFIG).read_text())))
-    task = build_task(config, restore_datamodule(config, opened.tokenizer()))
+    tokenizer = opened.tokenizer()
+    task = build_task(config, restore_datamodule(config, tokenizer, target_tokenizer=opened.target_tokenizer()))
     load_model(task, str(opened.model_path))
-    return TranslationPredictor(task.eval(), opened.max_length, device=device)
+    return TranslationPredictor(task.eval(), tokenizer, opened.max_length, device=device)

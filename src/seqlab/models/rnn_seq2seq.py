@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqlab.models import check_sizes
 from seqlab.models.decoding import GeneratesTranslations, State
 from seqlab.models.masks import padding_mask
+from seqlab.models.pair_embeddings import source_and_target_embeddings
 
 ATTENTIONS = ("additive", "multiplicative")
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -53,7 +54,10 @@ class RNNSeq2Seq(GeneratesTranslations, nn.Module):
     then the target) -> next-token logits (B, T, vocab_size); `generate` translates.
 
     `cell`: gru or lstm, in both encoder and decoder. `attention`: additive or multiplicative.
-    `shared_embeddings`: one embedding table for source and target (one tokenizer fits both sides);
+    `vocab_size` and `pad_id` are the target side's, and the source side's too unless it has a vocabulary
+    of its own (`source_vocab_size`, `source_pad_id`: one tokenizer per side). `shared_embeddings`: one
+    embedding table for source and target; null: shared unless the source has its own vocabulary, which
+    `shared_embeddings=true` refuses;
     `tie_output`: the output layer reads the target embedding (needs `embed_dim == hidden_dim`).
     """
 
@@ -69,9 +73,11 @@ class RNNSeq2Seq(GeneratesTranslations, nn.Module):
         num_layers: int = 1,
         attention: str = "additive",
         input_feeding: bool = True,
-        shared_embeddings: bool = True,
+        shared_embeddings: bool | None = None,
         tie_output: bool = False,
         dropout: float = 0.2,
+        source_vocab_size: int | None = None,
+        source_pad_id: int | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -84,8 +90,9 @@ class RNNSeq2Seq(GeneratesTranslations, nn.Module):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.cell, self.hidden_dim, self.num_layers, self.input_feeding = cell, hidden_dim, num_layers, input_feeding
         rnn_dropout = dropout if num_layers > 1 else 0.0
-        self.source_embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.target_embedding = self.source_embedding if shared_embeddings else nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.source_embedding, self.target_embedding = source_and_target_embeddings(
+            vocab_size, pad_id, embed_dim, source_vocab_size, source_pad_id, shared_embeddings
+        )
         self.encoder = CELLS[cell](embed_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True, dropout=rnn_dropout)
         # The decoder's first state from the encoder's last forward and backward states, layer by layer.
         self.bridge = nn.Linear(2 * hidden_dim, hidden_dim)

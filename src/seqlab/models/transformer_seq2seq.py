@@ -14,6 +14,7 @@ from torch import nn
 from seqlab.models import check_sizes
 from seqlab.models.decoding import GeneratesTranslations, State
 from seqlab.models.masks import padding_mask
+from seqlab.models.pair_embeddings import source_and_target_embeddings
 from seqlab.models.transformer import MLP, Block, SelfAttention, sinusoidal_table
 
 POSITIONS = ("learned", "sinusoidal")
@@ -64,7 +65,10 @@ class TransformerSeq2Seq(GeneratesTranslations, nn.Module):
     """Source ids (B, S) with lengths (B,), and the teacher-forced target input (B, T) (begin-of-sequence,
     then the target) -> next-token logits (B, T, vocab_size); `generate` translates.
 
-    `shared_embeddings`: one embedding table for source and target (one tokenizer fits both sides).
+    `vocab_size` and `pad_id` are the target side's, and the source side's too unless it has a vocabulary
+    of its own (`source_vocab_size`, `source_pad_id`: one tokenizer per side). `shared_embeddings`: one
+    embedding table for source and target; null: shared unless the source has its own vocabulary, which
+    `shared_embeddings=true` refuses.
     The output layer is tied to the target embedding. `positions`: learned or sinusoidal;
     `max_len` bounds both sides' lengths.
     """
@@ -83,7 +87,9 @@ class TransformerSeq2Seq(GeneratesTranslations, nn.Module):
         dropout: float = 0.1,
         max_len: int = 256,
         positions: str = "sinusoidal",
-        shared_embeddings: bool = True,
+        shared_embeddings: bool | None = None,
+        source_vocab_size: int | None = None,
+        source_pad_id: int | None = None,
     ) -> None:
         super().__init__()
         if positions not in POSITIONS:
@@ -94,8 +100,9 @@ class TransformerSeq2Seq(GeneratesTranslations, nn.Module):
         self.max_len = max_len
         self.scale = hidden_dim**0.5
         ff_dim = ff_dim or 4 * hidden_dim
-        self.source_embedding = nn.Embedding(vocab_size, hidden_dim, padding_idx=pad_id)
-        self.target_embedding = self.source_embedding if shared_embeddings else nn.Embedding(vocab_size, hidden_dim, padding_idx=pad_id)
+        self.source_embedding, self.target_embedding = source_and_target_embeddings(
+            vocab_size, pad_id, hidden_dim, source_vocab_size, source_pad_id, shared_embeddings
+        )
         if positions == "learned":
             self.position_embedding = nn.Embedding(max_len, hidden_dim)
         else:

@@ -20,20 +20,26 @@ from seqlab.runs.record import RelocatedRunDir, RNGStateCheckpoint, RunRecord
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, tokenizer: TextTokenizer | None = None, label_names: Sequence[str] | None = None) -> pl.LightningDataModule:
-    """Instantiate and set up the data; a fitted `tokenizer` (and `label_names`), from a checkpoint
-    (`runs.read_run`), replace the ones the data would fit."""
-    datamodule = restore_datamodule(cfg, tokenizer, label_names) if tokenizer is not None else instantiate(cfg.data)
+def build_datamodule(
+    cfg: DictConfig, tokenizer: TextTokenizer | None = None, label_names: Sequence[str] | None = None, target_tokenizer: TextTokenizer | None = None
+) -> pl.LightningDataModule:
+    """Instantiate and set up the data; a fitted `tokenizer` (and `label_names`, a translation target
+    side's own `target_tokenizer`), from a checkpoint (`runs.read_run`), replace the ones the data would fit."""
+    datamodule = restore_datamodule(cfg, tokenizer, label_names, target_tokenizer) if tokenizer is not None else instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
 
 
-def restore_datamodule(cfg: DictConfig, tokenizer: TextTokenizer, label_names: Sequence[str] | None = None) -> pl.LightningDataModule:
-    """The run's DataModule with its fitted tokenizer and a classifier's labels (in output order), not
-    set up: enough to size a model without reading any data."""
+def restore_datamodule(
+    cfg: DictConfig, tokenizer: TextTokenizer, label_names: Sequence[str] | None = None, target_tokenizer: TextTokenizer | None = None
+) -> pl.LightningDataModule:
+    """The run's DataModule with its fitted tokenizer, a classifier's labels (in output order) and a
+    translation target side's own tokenizer, not set up: enough to size a model without reading any data."""
     datamodule = instantiate(cfg.data)
     datamodule.tokenizer = tokenizer
+    if target_tokenizer is not None:
+        datamodule.separate_target_tokenizer = target_tokenizer
     if label_names:
         datamodule.label_names = list(label_names)
     return datamodule
@@ -77,7 +83,8 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     fingerprints = {"run dir": str(run_dir(cfg)), "config": distributed.fingerprint(config)}
     if datamodule is not None:
         labels = getattr(datamodule, "label_names", None) or None
-        callbacks.append(RunRecord(config, datamodule.tokenizer.to_dict(), labels))
+        target_tokenizer = getattr(datamodule, "separate_target_tokenizer", None)
+        callbacks.append(RunRecord(config, datamodule.tokenizer.to_dict(), labels, None if target_tokenizer is None else target_tokenizer.to_dict()))
         fingerprints["tokenizer"] = distributed.fingerprint(datamodule.tokenizer.to_dict())
         callbacks.append(LearningCurves(run_dir(cfg) / "learning_curves.png", cfg.monitor))
     callbacks.append(distributed.SameJobOnEveryRank(fingerprints))

@@ -26,11 +26,16 @@ RUN_RECORD_KEY = "seqlab"
 
 
 class RunRecord(pl.Callback):
-    """Stores the run's config (unresolved), fitted tokenizer and label names in every checkpoint,
-    so a checkpoint alone rebuilds its data pipeline and model."""
+    """Stores the run's config (unresolved), fitted tokenizer (and a translation target side's own,
+    `target_tokenizer`) and label names in every checkpoint, so a checkpoint alone rebuilds its data
+    pipeline and model."""
 
-    def __init__(self, config: dict[str, Any], tokenizer: dict[str, Any], label_names: list[str] | None) -> None:
+    def __init__(
+        self, config: dict[str, Any], tokenizer: dict[str, Any], label_names: list[str] | None, target_tokenizer: dict[str, Any] | None = None
+    ) -> None:
         self.record = {"config": config, "tokenizer": tokenizer, "label_names": label_names}
+        if target_tokenizer is not None:
+            self.record["target_tokenizer"] = target_tokenizer
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint[RUN_RECORD_KEY] = self.record
@@ -101,6 +106,14 @@ class SavedRun:
     def tokenizer(self) -> TextTokenizer:
         """The run's fitted tokenizer, built through seqlab's own table of tokenizers."""
         return tokenizer_from_dict(self.record.get("tokenizer"), self.source)
+
+    @cached_property
+    def target_tokenizer(self) -> TextTokenizer | None:
+        """A translation run's target-side tokenizer when it has its own (`data.separate_tokenizers`);
+        None when one tokenizer serves both sides, as in every run before there was a choice."""
+        if "target_tokenizer" not in self.record:
+            return None
+        return tokenizer_from_dict(self.record["target_tokenizer"], f"{self.source} (target tokenizer)")
 
     @property
     def label_names(self) -> list[str] | None:

@@ -31,7 +31,9 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
 
 
 class Seq2SeqTask(Task):
-    """Wraps an encoder-decoder built by `model(**dims)` (`vocab_size`, `pad_id`, `bos_id`, `eos_id`).
+    """Wraps an encoder-decoder built by `model(**dims)` (`vocab_size`, `pad_id`, `bos_id`, `eos_id`, and
+    `source_vocab_size`, `source_pad_id` when the source side has a tokenizer of its own); `tokenizer`
+    is the target side's, which turns generated ids into text.
 
     Training minimises cross-entropy with `label_smoothing`, padding ignored; `loss` and `ppl` (its
     exponential) are reported without smoothing, averaged over target tokens. Validation translates
