@@ -16,7 +16,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.visualization import matplotlib as optuna_plots
 
 from seqlab.errors import SeqlabError
@@ -92,22 +92,25 @@ def trial_values(return_value: Any, n_objectives: int) -> list[float]:
 def write_reports(study: optuna.Study, out_dir: Path, storage: str) -> None:
     """Best parameters and value (YAML), every trial (CSV), and plots of the search (PNG).
 
-    The YAML also names the sweep's `tags`, from the sweep's config that Hydra keeps in multirun.yaml,
-    and the best trial's overrides (`best_overrides`, less data.fold, data.num_folds and hydra.*) and
-    as one command-line fragment (`best_command_line`), to train that configuration again.
+    The YAML also names the sweep's `optimized_metric` (what the values are) and `tags`, from the
+    sweep's config that Hydra keeps in multirun.yaml, and the best trial's overrides (`best_overrides`,
+    less data.fold, data.num_folds and hydra.*) and as one command-line fragment
+    (`best_command_line`), to train that configuration again.
     """
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    config = sweep_config(out_dir)
     results: dict[str, Any] = {
         "name": "optuna",
         "study_name": study.study_name,
         "storage": storage,
+        "optimized_metric": config.get("optimized_metric"),
         "directions": [d.name.lower() for d in study.directions],
         "trials": states,
-        "tags": sweep_tags(out_dir),
+        "tags": as_tags(config.get("tags")),
     }
     if completed and len(study.directions) == 1:
         best = study.best_trial
@@ -132,9 +135,10 @@ def trial_overrides(trial: optuna.trial.FrozenTrial) -> list[str]:
     return trial.user_attrs.get("overrides") or [f"{name}={override_value(value)}" for name, value in trial.params.items()]
 
 
-def sweep_tags(sweep_dir: Path) -> list[str]:
+def sweep_config(sweep_dir: Path) -> DictConfig:
+    """The sweep's config as Hydra keeps it in multirun.yaml; empty when there is none."""
     config_path = sweep_dir / "multirun.yaml"
-    return as_tags(OmegaConf.load(config_path).get("tags")) if config_path.is_file() else []
+    return OmegaConf.load(config_path) if config_path.is_file() else OmegaConf.create()
 
 
 def _write_trials_csv(trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: Path) -> None:
