@@ -76,15 +76,16 @@ class PaddedRNNClassifier(nn.Module):
                 outputs.append(reverse(cells[1](reverse(x))[0]))
             x = torch.cat(outputs, dim=-1)  # (B, T, H * dirs)
 
-        if self.pooling == "last":
+        pooled = []  # concat: last, max, mean, as RNNClassifier orders them
+        if self.pooling in ("last", "concat"):
             forward_last = x.gather(1, last[:, :, None].expand(-1, 1, x.size(-1)))[:, 0, : self.hidden_dim]
-            pooled = torch.cat([forward_last, x[:, 0, self.hidden_dim :]], dim=-1) if self.bidirectional else forward_last
-        elif self.pooling == "mean":
+            pooled.append(torch.cat([forward_last, x[:, 0, self.hidden_dim :]], dim=-1) if self.bidirectional else forward_last)
+        if self.pooling in ("max", "concat"):
+            pooled.append(x.masked_fill(~valid[:, :, None], float("-inf")).amax(1))
+        if self.pooling in ("mean", "concat"):
             mask = valid[:, :, None].to(x.dtype)
-            pooled = (x * mask).sum(1) / mask.sum(1).clamp(min=1)
-        else:
-            pooled = x.masked_fill(~valid[:, :, None], float("-inf")).amax(1)
-        return self.head(pooled)
+            pooled.append((x * mask).sum(1) / mask.sum(1).clamp(min=1))
+        return self.head(torch.cat(pooled, dim=-1))
 
 
 # A gate pre-activation this large saturates the sigmoid to exactly 0 or 1 in float32.

@@ -19,6 +19,7 @@ from seqlab.models.sampling import sample_next_token
 NONLINEARITIES = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
 FUSED_RECURRENCES = {"lstm": nn.LSTM, "gru": nn.GRU}
 CELLS = ("rnn", *FUSED_RECURRENCES)
+POOLINGS = ("last", "mean", "max", "concat")
 
 
 class ElmanRNN(nn.Module):
@@ -104,7 +105,8 @@ class RNNClassifier(nn.Module):
 
     `cell` is "rnn" (the Elman RNN, with `nonlinearity` tanh or sigmoid), "lstm" or "gru".
     `pooling` is "last" (the final hidden state of each direction), "mean" or "max" over the
-    valid time steps.
+    valid time steps, or "concat": last, max and mean side by side (ULMFiT's concat pooling, which
+    lets a classifier over a pretrained language model's LSTM read more than its final state).
     """
 
     def __init__(
@@ -124,8 +126,8 @@ class RNNClassifier(nn.Module):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
-        if pooling not in ("last", "mean", "max"):
-            raise ValueError(f"pooling must be 'last', 'mean' or 'max', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
         check_sizes(embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers)
         self.pooling = pooling
         self.bidirectional = bidirectional
@@ -138,7 +140,8 @@ class RNNClassifier(nn.Module):
                 embed_dim, hidden_dim, num_layers=num_layers, batch_first=True, bidirectional=bidirectional, dropout=layer_dropout
             )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1), num_classes)
+        pooled_dim = hidden_dim * (2 if bidirectional else 1) * (3 if pooling == "concat" else 1)
+        self.head = nn.Linear(pooled_dim, num_classes)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(input_ids))  # (B, T, E)
@@ -149,17 +152,18 @@ class RNNClassifier(nn.Module):
             packed_outputs, final = self.recurrence(packed)
             hidden = final[0] if isinstance(final, tuple) else final  # LSTM: (h, c)
             outputs = None if self.pooling == "last" else pad_packed_sequence(packed_outputs, batch_first=True)[0]
-        if self.pooling == "last":
+        pooled = []  # concat: last, max, mean
+        if self.pooling in ("last", "concat"):
             directions = 2 if self.bidirectional else 1
-            pooled = torch.cat(list(hidden[-directions:]), dim=-1)  # top layer (layers * dirs, B, H) -> (B, H * dirs)
-        else:
+            pooled.append(torch.cat(list(hidden[-directions:]), dim=-1))  # top layer (layers * dirs, B, H) -> (B, H * dirs)
+        if self.pooling != "last":
             outputs = outputs[:, : int(lengths.max())]  # (B, T_max, H * dirs)
             valid = padding_mask(lengths.to(outputs.device), outputs.size(1)).unsqueeze(-1)  # (B, T_max, 1)
-            if self.pooling == "mean":
-                pooled = (outputs * valid).sum(1) / valid.sum(1).clamp(min=1)
-            else:
-                pooled = outputs.masked_fill(~valid, float("-inf")).amax(1)
-        return self.head(self.dropout(pooled))
+            if self.pooling in ("max", "concat"):
+                pooled.append(outputs.masked_fill(~valid, float("-inf")).amax(1))
+            if self.pooling in ("mean", "concat"):
+                pooled.append((outputs * valid).sum(1) / valid.sum(1).clamp(min=1))
+        return self.head(self.dropout(torch.cat(pooled, dim=-1)))
 
 
 class RNNLanguageModel(nn.Module):
