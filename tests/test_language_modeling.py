@@ -117,7 +117,7 @@ def test_word_vocabularies_get_perplexity_but_no_bits_per_character(compose_conf
         ([*LM_RUN, "data.files=[{text_file}]", "model=lstm"], "task=language_modeling takes model=gpt or lstm_lm"),
         (
             ["data.train_size=50", "data.val_size=10", "data.test_size=10", "model=gpt"],
-            "task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier",
+            "task=classification takes model=lstm, gru, rnn, transformer, cnn or gpt_classifier",
         ),
     ],
     ids=["classifier-as-lm", "lm-as-classifier"],

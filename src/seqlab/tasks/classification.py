@@ -21,7 +21,7 @@ class SequenceClassificationTask(Task):
     """
 
     model_kind = "a classifier"
-    model_choices = "task=classification takes model=lstm, gru, rnn, transformer or gpt_classifier"
+    model_choices = "task=classification takes model=lstm, gru, rnn, transformer, cnn or gpt_classifier"
 
     def __init__(
         self,
