@@ -88,9 +88,7 @@ def fit_linear(callbacks: list[pl.Callback]) -> LinearRegression:
     x = torch.randn(64, 4)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, 100 * x[:, :3]), batch_size=16)
     module = LinearRegression()
-    trainer = pl.Trainer(
-        max_epochs=3, callbacks=callbacks, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = pl.Trainer(max_epochs=3, callbacks=callbacks, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, loader)
     return module
 
