@@ -119,14 +119,6 @@ def test_predict_and_serve_translate_with_a_checkpoint_and_its_safetensors_bundl
 
 
 @pytest.mark.slow
-def test_export_refuses_onnx_for_a_translation_model_in_one_line(trained_run: Path, tmp_path: Path) -> None:
-    result = run_cli("seqlab-export", f"ckpt_path={read_metrics(trained_run)['ckpt_path']}", "format=onnx", "output_dir=bundle", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "format=onnx is not available for a translation model" in result.stderr and "format=safetensors" in result.stderr
-    assert not (tmp_path / "bundle").exists()
-
-
-@pytest.mark.slow
 def test_a_run_with_a_tokenizer_per_side_evaluates_predicts_and_exports(tmp_path: Path) -> None:
     train_file = write_parallel_tsv(tmp_path / "pairs.tsv", parallel_rows(120))
     separate = ["data.separate_tokenizers=true", "data/tokenizer@data.target_tokenizer=word"]

@@ -3,6 +3,8 @@
     manifest.json      format, kind, the model's token limit, versions, sha256 of every other file
     model.onnx         (format onnx) inputs input_ids (B, T) and lengths (B,), output probs (B, C)
     model.safetensors  (format safetensors) the task's weights, with config.json: the run's config
+    encoder.onnx, decoder_step.onnx  (a translation model, format onnx) in place of model.onnx: its
+                       encoder and one decoder step (seqlab.deploy.translation_onnx)
     tokenizer.json     the fitted tokenizer as a standard Hugging Face file, padding and truncating as seqlab does
     seqlab_tokenizer.json  seqlab's name for the tokenizer, its settings and its pad token
     target_tokenizer.json, seqlab_target_tokenizer.json  (a translation model with a tokenizer per
@@ -52,6 +54,8 @@ SAFETENSORS = "safetensors"
 FORMATS = (ONNX, SAFETENSORS)
 MANIFEST = "manifest.json"
 MODEL_FILES = {ONNX: "model.onnx", SAFETENSORS: "model.safetensors"}
+TRANSLATION = "translation"  # the `kind` of a translation model's bundle
+TRANSLATION_ONNX_FILES = ("encoder.onnx", "decoder_step.onnx")
 TOKENIZER = "tokenizer.json"
 TOKENIZER_SETTINGS = "seqlab_tokenizer.json"
 TARGET_TOKENIZER = "target_tokenizer.json"
@@ -177,7 +181,8 @@ def member_bundle(path: Path, manifest: dict[str, Any], entry: dict[str, Any]) -
 def check_model_files(bundle: Bundle, trusted_packages: Iterable[str]) -> None:
     """The files of a bundle's one model are all listed, and its tokenizer and config are seqlab's own."""
     files = bundle.manifest["files"]
-    needed = {MODEL_FILES[bundle.format], TOKENIZER} | ({CONFIG} if bundle.format == SAFETENSORS else set())
+    model_files = TRANSLATION_ONNX_FILES if (bundle.kind, bundle.format) == (TRANSLATION, ONNX) else (MODEL_FILES[bundle.format],)
+    needed = {*model_files, TOKENIZER} | ({CONFIG} if bundle.format == SAFETENSORS else set())
     unlisted = sorted(needed - set(files))
     if unlisted:
         raise SeqlabError(f"bundle {bundle.path}: {MANIFEST} does not list {', '.join(unlisted)}; export the bundle again")

@@ -1,5 +1,6 @@
 """Translation models ready for inference: source texts in, translations out, for seqlab-predict and
-seqlab-serve; and their bundles, which seqlab-export writes (safetensors only).
+seqlab-serve; and their bundles, which seqlab-export writes: safetensors (the weights and the run's
+config) or ONNX (an encoder graph and a decoder-step graph, `seqlab.deploy.translation_onnx`).
 
 A checkpoint's translation model (`task=seq2seq`) is rebuilt from its run record like any other;
 sources are tokenised with the run's (source-side) tokenizer, cut to the run's `max_source_length`,
@@ -84,23 +85,29 @@ def translator_from_run(saved: SavedRun, paths: DictConfig, beam_size: int | Non
 
 # -- bundles -------------------------------------------------------------------------------
 
-TRANSLATION = "translation"  # the `kind` a translation model's bundle names in its manifest
+TRANSLATION = bundle.TRANSLATION  # the `kind` a translation model's bundle names in its manifest
+# Source length the ONNX check reaches when the run has no `max_source_length`.
+CHECK_LENGTH_WITHOUT_LIMIT = 64
 
 
 def write_translation_model(directory: Path, saved: SavedRun, ckpt_path: str, cfg: DictConfig) -> dict[str, Any]:
-    """Write the translation model of `ckpt_path` (as `read_run` read it) in `directory` as a safetensors
-    bundle (weights, config.json, the tokenizer and a target side's own) and return what the manifest says of it."""
+    """Write the translation model of `ckpt_path` (as `read_run` read it) in `directory` as a `cfg.format` bundle
+    (the tokenizer and a target side's own; safetensors: the weights and config.json; ONNX: the two graphs, and
+    the settings decoding needs in the manifest) and return what the manifest says of it."""
     from safetensors.torch import save_model  # the deploy extra's
 
-    if cfg.format != bundle.SAFETENSORS:
-        raise SeqlabError(
-            f"format={cfg.format} is not available for a translation model (beam search is a loop over decoder steps, which "
-            "one ONNX graph does not hold); export it with format=safetensors"
-        )
     translator = translator_from_run(saved, cfg.paths)
     bundle.write_bundle_tokenizer(directory, translator.tokenizer, None)
     if saved.target_tokenizer is not None:
         bundle.write_bundle_tokenizer(directory, saved.target_tokenizer, None, bundle.TARGET_TOKENIZER, bundle.TARGET_TOKENIZER_SETTINGS)
+    fields = {"kind": TRANSLATION, "max_length": translator.max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
+    if cfg.format == bundle.ONNX:
+        from seqlab.deploy.translation_onnx import decoding_settings, export_translation_onnx
+
+        tokenizer = translator.tokenizer
+        check_length = translator.max_length or CHECK_LENGTH_WITHOUT_LIMIT
+        fields["onnx_check"] = export_translation_onnx(translator.task, directory, tokenizer.vocab_size, tokenizer.pad_id, check_length)
+        return {**fields, "decoding": decoding_settings(translator.task)}
     config = OmegaConf.create(saved.config)
     with open_dict(config):
         config.paths = cfg.paths
@@ -108,13 +115,21 @@ def write_translation_model(directory: Path, saved: SavedRun, ckpt_path: str, cf
     run_config = {key: config[key] for key in ("data", "model", "task", "optimizer", "scheduler") if key in config}
     (directory / bundle.CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
     save_model(translator.task, str(directory / bundle.MODEL_FILES[bundle.SAFETENSORS]))  # stores the tied output weight once
-    return {"kind": TRANSLATION, "max_length": translator.max_length, "source_checkpoint": {"path": ckpt_path, "sha256": sha256_of(ckpt_path)}}
+    return fields
 
 
 def translator_from_bundle(opened: bundle.Bundle, device: str = "cpu") -> TranslationPredictor:
     """The translation model of a bundle (of kind `TRANSLATION`) that `open_bundle` has already checked."""
     from safetensors.torch import load_model  # the deploy extra's
 
+    if opened.format == bundle.ONNX:
+        from seqlab.deploy.translation_onnx import OnnxEncoderDecoder, OnnxTranslationModel
+
+        decoding = opened.manifest["decoding"]
+        net = OnnxEncoderDecoder(opened.path, decoding["bos_id"], decoding["eos_id"], decoding["pad_id"], device)
+        tokenizer = opened.tokenizer()
+        model = OnnxTranslationModel(net, opened.target_tokenizer() or tokenizer, decoding)
+        return TranslationPredictor(model, tokenizer, opened.max_length, device=device)
     config = OmegaConf.create(upgrade_recorded_config(json.loads((opened.path / bundle.CONFIG).read_text())))
     tokenizer = opened.tokenizer()
     task = build_task(config, restore_datamodule(config, tokenizer, target_tokenizer=opened.target_tokenizer()))
