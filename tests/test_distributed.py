@@ -64,6 +64,7 @@ def assert_each_job_ran_on_two_ranks(records: list[dict], sweep: Path, hidden_di
         assert sorted(p.name for p in (sweep / str(job) / "csv").iterdir()) == ["version_0"]
 
 
+@pytest.mark.slow
 def test_ddp_run_on_two_cpu_processes(tmp_path):
     """trainer=ddp on CPUs: both ranks compose the same config and run dir; only rank 0 writes; log lines name the rank."""
     run_dir, probes = tmp_path / "run", tmp_path / "probe"
@@ -259,6 +260,7 @@ def _epochs_logged(version_dir: Path) -> list[int]:
     return sorted({int(row.split(",")[header.index("epoch")]) for row in lines[1:] if row.split(",")[header.index("epoch")]})
 
 
+@pytest.mark.slow
 def test_killed_submitit_job_resumes_from_its_checkpoint_when_resubmitted(tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [*LONG_JOB, f"hydra.sweep.dir={sweep}"]

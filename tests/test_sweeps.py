@@ -36,6 +36,7 @@ def assert_means_match(block, job_dirs):
         assert (block["metrics"].get(name) or block["bookkeeping"][name])["n"] == len(job_dirs)
 
 
+@pytest.mark.slow
 def test_kfold_multirun_summary_with_a_failed_fold_then_re_aggregation(tmp_path):
     """3 folds train; a 4th (out of range) fails: it is listed as failed, the others are summarised, the exit is non-zero."""
     sweep = tmp_path / "sweep"
