@@ -45,24 +45,40 @@ TINY = [
 ]
 
 
+def compose_run_config(overrides: list[str] = (), config_name: str = "train", run_dir: Path | None = None) -> DictConfig:
+    """Compose `config_name` with overrides as a command line would, with the run dir `run_dir`, and set
+    Hydra's run-time config as hydra.main does."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = config_name
+        cfg.hydra.job.config_name = config_name
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as hydra.main hands it to the task function
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def train_in_process(overrides: list[str], run_dir: Path) -> None:
+    """seqlab-train with `overrides` in this process, writing `run_dir` (for fixtures wider than one test)."""
+    from seqlab.cli.train import train
+
+    cfg = compose_run_config(overrides, "train", run_dir)
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
+        train(cfg)
+    GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose `config_name` with overrides as a command line would, with the run dir in tmp_path."""
 
     def _compose(overrides: list[str] = (), config_name: str = "train", run_dir: Path | None = None) -> DictConfig:
-        run_dir = run_dir or tmp_path / "run"
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-            cfg.hydra.job.name = config_name
-            cfg.hydra.job.config_name = config_name
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]  # as hydra.main hands it to the task function
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return cfg
+        return compose_run_config(overrides, config_name, run_dir or tmp_path / "run")
 
     yield _compose
     GlobalHydra.instance().clear()

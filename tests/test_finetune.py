@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from conftest import read_metrics
+from conftest import read_metrics, train_in_process
 from seqlab.cli.train import train
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT, GPTClassifier
@@ -210,10 +210,6 @@ SMALL_MODEL = ["model.num_layers=1", "model.num_heads=2", "model.hidden_dim=16",
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny pretrain_gpt run on generated text: its data dir and best checkpoint."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
     root = tmp_path_factory.mktemp("pretrain")
     _write_data(root / "data")
@@ -231,18 +227,7 @@ def pretrained(tmp_path_factory):
         "task.sample_length=4",
         "scheduler.warmup_steps=5",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-            cfg.hydra.job.name = cfg.hydra.job.config_name = "train"
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        run_dir.mkdir()
-        train(cfg)
-    GlobalHydra.instance().clear()
+    train_in_process(overrides, run_dir)
     return root / "data", read_metrics(run_dir)["ckpt_path"], run_dir
 
 

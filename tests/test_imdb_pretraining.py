@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import read_metrics
+from conftest import read_metrics, train_in_process
 from data_fixtures import make_aclimdb
 from seqlab.cli.train import train
 from seqlab.deploy.onnx_export import PaddedRNNClassifier
@@ -62,26 +62,11 @@ def _finetune_overrides(data_dir, ckpt: str, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny imdb_pretrain_lm run on a generated aclImdb folder: the data dir, the best checkpoint, the run dir."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
     root = tmp_path_factory.mktemp("imdb_pretrain")
     _write_imdb(root / "data")
     run_dir = root / "run"
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="seqlab.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=_pretrain_overrides(root / "data"), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-            cfg.hydra.job.name = cfg.hydra.job.config_name = "train"
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        run_dir.mkdir()
-        train(cfg)
-    GlobalHydra.instance().clear()
+    train_in_process(_pretrain_overrides(root / "data"), run_dir)
     return root / "data", read_metrics(run_dir)["ckpt_path"], run_dir
 
 
