@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from seqlab.cli.config_checks import check_override_types
 from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, exit_with_errors, reports_errors, traceback_requested
+from seqlab.launch.memory import keep_freed_memory
 from seqlab.launch.threads import use_threads
 from seqlab.sweeps.cv import train_folds
 from seqlab.sweeps.plugins import register_sweepers
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> float | list[float] | None:
     """
     hide_known_noise(show=cfg.get("show_known_noise", False))
     use_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory", True))
     check_something_to_train(cfg)
     if cfg.get(FROM_SWEEP):
         log_retraining(cfg)
