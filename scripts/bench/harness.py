@@ -108,14 +108,23 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def report(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], figures: dict[str, float | str], notes: Sequence[str] = ()) -> None:
-    """Print the table, any notes, the machine, and last the `name=value` lines."""
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="left" if column == columns[0] else "right")
     for row in rows:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
+
+
+def report(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], figures: dict[str, float | str], notes: Sequence[str] = ()) -> None:
+    """Print the table, any notes, the machine, and last the `name=value` lines."""
+    print_table(title, columns, rows)
+    report_figures(figures, notes)
+
+
+def report_figures(figures: dict[str, float | str], notes: Sequence[str] = ()) -> None:
+    """Print any notes, the machine, and last the `name=value` lines."""
     for note in notes:
         console.print(note)
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()), highlight=False)

@@ -4,8 +4,17 @@
     seqlab.runs' builders, trained with `trainer.fit`; validation is off, as the plain loop has none.
 (b) plain: a loop written here with the same model, loss, fused AdamW, schedule and gradient clipping.
 
-Rounds alternate A B, B A in this one process, after one warm-up round of each, so load from other
-jobs on the machine and what one side leaves behind hit both sides alike; the figure is the median of the per-round ratios.
+Two measurements, both in this one process:
+- Per step, in lockstep: one `fit` in which, after each of seqlab's steps, the plain loop takes one
+  step of its own (a callback runs it, last of all callbacks). seqlab's step is the time from the end
+  of one plain step to the start of the next (all of Lightning's and seqlab's per-step work, data
+  fetching included); the plain step is its own time. This machine's speed changes by half from one
+  second to the next (the other virtual CPU's load); stepping the two in turn puts both under the
+  same speed, which rounds of whole runs cannot. Steps are grouped into rounds; the figure is the
+  median of the per-round ratios, with their range.
+- Per fit: whole `fit` calls against whole plain loops, alternating A B, B A after a warm-up round;
+  `fit`'s fixed cost (setting up, the model summary, the end-of-fit plot, teardown) is the fit's CPU
+  time less its training loop's.
 
     python scripts/bench/overhead.py --model lstm
     python scripts/bench/overhead.py --model gpt --data-dir ../shared/data
@@ -20,13 +29,14 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from harness import SHARED_DATA, Timing, compose_run_config, median, report, set_threads, timed
+from harness import SHARED_DATA, Timing, compose_run_config, median, print_table, report_figures, set_threads, timed
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
@@ -34,14 +44,15 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from seqlab import runs
+from seqlab.launch.memory import keep_freed_memory
 from seqlab.tasks.optim import build_optimizer
 
 # Training steps only: no validation (the plain loop has none), no epoch limit before max_steps.
 TRAINING_ONLY = ["trainer.max_epochs=-1", "+trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false"]
 
 WORKLOADS = {
-    "lstm": {"overrides": [], "steps": 100},
-    "gpt": {"overrides": ["experiment=shakespeare_gpt"], "steps": 40},
+    "lstm": {"overrides": [], "steps": 100, "round_steps": 20},
+    "gpt": {"overrides": ["experiment=shakespeare_gpt"], "steps": 40, "round_steps": 10},
 }
 
 
@@ -62,9 +73,10 @@ class TrainingLoopTimer(pl.Callback):
         self.timing.cpu = time.process_time() - self.started[1]
 
 
-def seqlab_run(cfg: DictConfig, datamodule, steps: int, run_dir: Path, loop: Timing | None = None) -> Timing:
+def seqlab_run(cfg: DictConfig, datamodule, steps: int, run_dir: Path, loop: Timing | None = None, lockstep: "Lockstep | None" = None) -> Timing:
     """Time of `trainer.fit` for `steps` steps, with the trainer, callbacks and logger of the config;
-    `loop`, if given, receives the time of the training loop alone."""
+    `loop`, if given, receives the time of the training loop alone; `lockstep`, if given, runs last
+    after each step."""
     with open_dict(cfg):
         cfg.trainer.max_steps = steps
         cfg.paths.output_dir = str(run_dir)
@@ -77,6 +89,8 @@ def seqlab_run(cfg: DictConfig, datamodule, steps: int, run_dir: Path, loop: Tim
             callback._console_kwargs = {"force_terminal": True, "file": open(os.devnull, "w"), "width": 120}
     if loop is not None:
         trainer.callbacks.append(TrainingLoopTimer(loop))
+    if lockstep is not None:
+        trainer.callbacks.append(lockstep)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), timed() as timing:
         trainer.fit(task, datamodule=datamodule)
     assert trainer.global_step == steps, f"seqlab ran {trainer.global_step} steps, not {steps}"
@@ -113,7 +127,16 @@ def plain_classification_batches(datamodule) -> Callable[[], object]:
     return lambda: DataLoader(examples, batch_size=datamodule.batch_size, shuffle=True, collate_fn=collate)
 
 
-def plain_classification(cfg: DictConfig, datamodule, steps: int) -> Timing:
+@dataclass
+class PlainWorkload:
+    """What the hand-written loop trains: a model, a function giving a fresh pass over the batches, the loss."""
+
+    model: nn.Module
+    batches: Callable[[], object]
+    loss_of: Callable[[object], torch.Tensor]
+
+
+def plain_classification(cfg: DictConfig, datamodule) -> PlainWorkload:
     torch.manual_seed(0)
     model = instantiate(cfg.model, **datamodule.model_dims())
 
@@ -121,10 +144,10 @@ def plain_classification(cfg: DictConfig, datamodule, steps: int) -> Timing:
         input_ids, lengths, labels = batch
         return F.cross_entropy(model(input_ids, lengths), labels)
 
-    return plain_loop(cfg, model, plain_classification_batches(datamodule), loss_of, steps)
+    return PlainWorkload(model, plain_classification_batches(datamodule), loss_of)
 
 
-def plain_language_model(cfg: DictConfig, datamodule, steps: int) -> Timing:
+def plain_language_model(cfg: DictConfig, datamodule) -> PlainWorkload:
     """nanoGPT's loop: random windows of the training tokens, stacked."""
     torch.manual_seed(0)
     model = instantiate(cfg.model, **datamodule.model_dims())
@@ -141,17 +164,25 @@ def plain_language_model(cfg: DictConfig, datamodule, steps: int) -> Timing:
         logits = model(x)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
 
-    return plain_loop(cfg, model, batches, loss_of, steps)
+    return PlainWorkload(model, batches, loss_of)
 
 
-def plain_loop(cfg: DictConfig, model: nn.Module, batches: Callable[[], object], loss_of: Callable, steps: int) -> Timing:
+def plain_workload(cfg: DictConfig, datamodule) -> PlainWorkload:
+    return plain_language_model(cfg, datamodule) if hasattr(datamodule, "segments") else plain_classification(cfg, datamodule)
+
+
+def plain_loop(cfg: DictConfig, datamodule, steps: int) -> Timing:
     """Time of `steps` steps of a hand-written loop: same optimiser, schedule and clipping as the config."""
+    workload = plain_workload(cfg, datamodule)
     with timed() as timing:
-        _plain_steps(cfg, model, batches, loss_of, steps)
+        for _ in plain_steps(cfg, workload, steps):
+            pass
     return timing
 
 
-def _plain_steps(cfg: DictConfig, model: nn.Module, batches: Callable[[], object], loss_of: Callable, steps: int) -> None:
+def plain_steps(cfg: DictConfig, workload: PlainWorkload, steps: int) -> Iterator[None]:
+    """The hand-written loop, paused after each of its `steps` steps."""
+    model, batches, loss_of = workload.model, workload.batches, workload.loss_of
     optimizer = build_optimizer(instantiate(cfg.optimizer), model)
     schedule = instantiate(cfg.scheduler)(optimizer, total_steps=steps)["scheduler"] if cfg.get("scheduler") else None
     clip = cfg.trainer.get("gradient_clip_val")
@@ -170,15 +201,76 @@ def _plain_steps(cfg: DictConfig, model: nn.Module, batches: Callable[[], object
             step += 1
             if step == steps:
                 break
+            yield
     last_loss = loss.item()  # the one sync a loop needs to say where it ended
     assert math.isfinite(last_loss)
+    yield
+
+
+class Lockstep(pl.Callback):
+    """Runs one plain step after each of seqlab's steps and times both, in rounds of `round_steps`
+    steps: per round, (seqlab CPU s, plain CPU s). The first step of each side is a warm-up."""
+
+    def __init__(self, plain: Iterator[None], round_steps: int) -> None:
+        self.plain = plain
+        self.round_steps = round_steps
+        self.rounds: list[tuple[float, float]] = []
+        self._seqlab = self._plain = 0.0
+        self._steps = 0
+        self._mark: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.process_time()
+        if self._mark is not None:
+            self._seqlab += now - self._mark
+        next(self.plain)
+        after = time.process_time()
+        if self._mark is not None:
+            self._plain += after - now
+            self._steps += 1
+            if self._steps == self.round_steps:
+                self.rounds.append((self._seqlab, self._plain))
+                self._seqlab = self._plain = 0.0
+                self._steps = 0
+        self._mark = after
+
+
+def lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int, run_dir: Path) -> list[tuple[float, float]]:
+    """Per round of `round_steps` steps: (seqlab CPU s, plain CPU s), the two stepping in turn in one fit."""
+    steps = rounds * round_steps + 1
+    lockstep = Lockstep(plain_steps(cfg, plain_workload(cfg, datamodule), steps), round_steps)
+    seqlab_run(cfg, datamodule, steps, run_dir, lockstep=lockstep)
+    return lockstep.rounds
+
+
+def fit_rounds(cfg: DictConfig, datamodule, rounds: int, steps: int, tmp: Path) -> list[tuple[Timing, Timing, Timing]]:
+    """Per round: (seqlab's fit, the plain loop, seqlab's training loop alone), in A B, B A order."""
+    timings = []
+    for index in range(rounds):
+        loop = Timing()
+        # A B, then B A: whatever one side leaves behind (garbage, a warm allocator) falls on each side alike.
+        if index % 2:
+            theirs = plain_loop(cfg, datamodule, steps)
+            ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
+        else:
+            ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
+            theirs = plain_loop(cfg, datamodule, steps)
+        timings.append((ours, theirs, loop))
+        print(
+            f"fit round {index + 1}: seqlab {ours.wall:.2f} s ({ours.cpu:.2f} s CPU, loop {loop.cpu:.2f}), plain {theirs.wall:.2f} s ({theirs.cpu:.2f} s CPU)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return timings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(WORKLOADS), default="lstm")
-    parser.add_argument("--steps", type=int, help="training steps per round (default: per model)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds after the warm-up round, A B then B A alternately")
+    parser.add_argument("--rounds", type=int, default=12, help="lockstep rounds (per-step figure)")
+    parser.add_argument("--round-steps", type=int, help="steps per lockstep round (default: per model)")
+    parser.add_argument("--fit-rounds", type=int, default=4, help="whole-fit rounds after the warm-up round, A B then B A alternately (0: none)")
+    parser.add_argument("--steps", type=int, help="training steps per whole-fit round (default: per model)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: steady on a shared machine)")
     parser.add_argument("--profile", metavar="FILE", help="also profile one more seqlab run with pyinstrument and write the call tree here")
     parser.add_argument("--data-dir", default=str(SHARED_DATA), help="where the gpt workload finds tinyshakespeare/")
@@ -186,6 +278,7 @@ def main() -> None:
     args = parser.parse_args()
     workload = WORKLOADS[args.model]
     steps = args.steps or workload["steps"]
+    round_steps = args.round_steps or workload["round_steps"]
 
     set_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -196,65 +289,51 @@ def main() -> None:
         tmp = Path(tmp)
         cfg = compose_run_config([*workload["overrides"], f"paths.data_dir={args.data_dir}", *TRAINING_ONLY, *args.overrides], tmp / "run")
         datamodule = runs.build_datamodule(cfg)
-        plain = plain_language_model if hasattr(datamodule, "segments") else plain_classification
+        # As seqlab-train does. It tunes the process's malloc, so the plain loop here runs with it too:
+        # the ratios compare the loops, not the allocators (docs/benchmarks.md measures that on its own).
+        keep_freed_memory(cfg.keep_freed_memory)
 
         seqlab_run(cfg, datamodule, max(5, steps // 10), tmp / "warmup")
-        plain(cfg, datamodule, max(5, steps // 10))
-        rounds: list[tuple[Timing, Timing, Timing]] = []
-        for index in range(args.rounds):
-            loop = Timing()
-            # A B, then B A: whatever one side leaves behind (garbage, a warm allocator) falls on each side alike.
-            if index % 2:
-                theirs = plain(cfg, datamodule, steps)
-                ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
-            else:
-                ours = seqlab_run(cfg, datamodule, steps, tmp / f"round{index}", loop)
-                theirs = plain(cfg, datamodule, steps)
-            rounds.append((ours, theirs, loop))
-            print(
-                f"round {index + 1}: seqlab {ours.wall:.2f} s ({ours.cpu:.2f} s CPU, loop {loop.cpu:.2f}), plain {theirs.wall:.2f} s ({theirs.cpu:.2f} s CPU)",
-                file=sys.stderr,
-                flush=True,
-            )
+        plain_loop(cfg, datamodule, max(5, steps // 10))
+        per_step = lockstep_rounds(cfg, datamodule, args.rounds, round_steps, tmp / "lockstep")
+        per_fit = fit_rounds(cfg, datamodule, args.fit_rounds, steps, tmp)
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
 
-    rows = [
-        (f"round {i + 1}", steps / a.wall, steps / b.wall, b.wall / a.wall, steps / a.cpu, steps / b.cpu, b.cpu / a.cpu, b.cpu / loop.cpu, a.cpu - loop.cpu)
-        for i, (a, b, loop) in enumerate(rounds)
-    ]
-    medians = [median([row[column] for row in rows]) for column in range(1, 9)]
-    rows.append(("median", *medians))
-    report(
-        f"overhead: {args.model}, {steps} training steps per run, batch size {datamodule.batch_size}",
-        [
-            "",
-            "seqlab steps/s",
-            "plain steps/s",
-            "wall ratio",
-            "seqlab steps/CPU-s",
-            "plain steps/CPU-s",
-            "CPU ratio",
-            "CPU ratio, loop only",
-            "once per fit, CPU s",
-        ],
-        rows,
-        {
-            "seqlab_steps_per_s": medians[0],
-            "plain_steps_per_s": medians[1],
-            "wall_overhead_ratio": medians[2],
-            "seqlab_steps_per_cpu_s": medians[3],
-            "plain_steps_per_cpu_s": medians[4],
-            "loop_overhead_ratio": medians[6],
-            "fit_fixed_cpu_s": medians[7],
-            "overhead_ratio": medians[5],
-        },
-        notes=[
-            f"seqlab: trainer.fit through the composed config ({', '.join(TRAINING_ONLY)}); plain: a loop in this script.",
-            "ratios are seqlab ÷ plain steps/s, medians over rounds; overhead_ratio uses CPU time, which other jobs on the machine do not inflate.",
-            "loop only: seqlab's time from its first batch to its last (fit's setup and teardown left out); once per fit: the rest of fit's CPU time.",
-        ],
+    step_rows = [(f"round {i + 1}", 1000 * ours / round_steps, 1000 * theirs / round_steps, theirs / ours) for i, (ours, theirs) in enumerate(per_step)]
+    step_ratios = [row[3] for row in step_rows]
+    step_rows.append(("median", median([row[1] for row in step_rows]), median([row[2] for row in step_rows]), median(step_ratios)))
+    print_table(
+        f"per step, in lockstep: {args.model}, {args.rounds} rounds of {round_steps} steps, batch size {datamodule.batch_size}",
+        ["", "seqlab CPU ms/step", "plain CPU ms/step", "ratio (plain ÷ seqlab)"],
+        step_rows,
     )
+    figures: dict[str, float] = {
+        "seqlab_cpu_ms_per_step": step_rows[-1][1],
+        "plain_cpu_ms_per_step": step_rows[-1][2],
+        "step_ratio_min": min(step_ratios),
+        "step_ratio_max": max(step_ratios),
+    }
+    notes = [
+        "per step: after each seqlab step the plain loop takes one; seqlab's step runs from the end of one plain step to the start of the next.",
+    ]
+    if per_fit:
+        fit_rows = [
+            (f"round {i + 1}", steps / a.wall, steps / b.wall, b.wall / a.wall, b.cpu / a.cpu, a.cpu - loop.cpu) for i, (a, b, loop) in enumerate(per_fit)
+        ]
+        fit_rows.append(("median", *(median([row[column] for row in fit_rows]) for column in range(1, 6))))
+        print_table(
+            f"per fit: {args.model}, {steps} training steps per run",
+            ["", "seqlab steps/s", "plain steps/s", "wall ratio", "CPU ratio", "once per fit, CPU s"],
+            fit_rows,
+        )
+        figures.update(fit_wall_ratio=fit_rows[-1][3], fit_cpu_ratio=fit_rows[-1][4], fit_fixed_cpu_s=fit_rows[-1][5])
+        notes.append(
+            f"per fit: trainer.fit through the composed config ({', '.join(TRAINING_ONLY)}) against a loop in this script; "
+            "once per fit: fit's CPU time less its training loop's (setting up, the model summary, the end-of-fit plot, teardown)."
+        )
+    figures["step_ratio"] = median(step_ratios)
+    report_figures(figures, notes)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ class ProgressBar(RichProgressBar):
     the step to finish, which stops the host from queueing the next one.
     """
 
-    def __init__(self, refresh_rate: int = 10, **kwargs: Any) -> None:
+    def __init__(self, refresh_rate: int = 5, **kwargs: Any) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self._last_update = float("-inf")
 

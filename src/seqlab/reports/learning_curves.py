@@ -114,8 +114,12 @@ class LearningCurves(pl.Callback):
             axis.set_ylabel(metric)
             axis.set_title(metric)
             axis.grid(alpha=0.3)
-            axis.legend()
+            # A fixed corner, away from where curves end (a loss falls, the monitored metric usually
+            # rises): "best" searches every plotted point for the emptiest one, a cost that grows with the steps.
+            axis.legend(loc="upper right" if metric == "loss" else "lower right")
         figure.suptitle(f"Learning curves ({self.path.parent.name})")
-        figure.tight_layout()
+        # Fixed margins (room for the tick labels, axis labels and titles) rather than tight_layout,
+        # which draws the figure once more to measure them.
+        figure.subplots_adjust(left=0.1 / len(metrics), right=1 - 0.03 / len(metrics), bottom=0.13, top=0.85, wspace=0.25)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(self.path, dpi=110)
