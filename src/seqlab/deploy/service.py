@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServiceLimits:
     max_batch_size: int = 64  # texts per model call
-    batch_timeout_ms: float = 5.0  # how long a batch waits for more texts
+    batch_timeout_ms: float = 5.0  # the longest a batch waits for more texts; a full batch runs at once
     max_texts_per_request: int = 256
     max_text_chars: int = 20000
     max_body_bytes: int = 8 * 2**20  # a request's JSON, read only up to this size
@@ -117,10 +117,15 @@ class MicroBatcher:
     async def run(self) -> None:
         while True:
             batch = [await self.queue.get()]
-            if self.queue.qsize() < self.max_batch_size - 1:
-                await asyncio.sleep(self.timeout_s)  # let texts of concurrent requests join this batch
-            while len(batch) < self.max_batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            # Texts of concurrent requests join this batch until it is full or the timeout has passed,
+            # whichever comes first: a full batch does not wait. A get cut short by the timeout leaves
+            # the queue as it was.
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    while len(batch) < self.max_batch_size:
+                        batch.append(await self.queue.get())
+            except TimeoutError:
+                pass
             try:
                 predictions = await asyncio.to_thread(self.predictor.predict, [item.text for item in batch])
             except Exception as error:  # a failed batch fails its requests, not the service
