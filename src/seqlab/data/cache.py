@@ -43,6 +43,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from seqlab.data.tokenizers import LONG_TEXT, long_text_pieces
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,21 @@ def _one_line(error: BaseException) -> str:
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None, chunk_size: int = 2048) -> RaggedArray:
-    """Tokenise `texts` in batches (the tokenizer encodes each batch in parallel) into a RaggedArray."""
+    """Tokenise `texts` in batches (the tokenizer encodes each batch in parallel) into a RaggedArray.
+
+    Without `max_length`, a long text (a language model's corpus is one text per split) is encoded as
+    its `long_text_pieces` when the tokenizer gives the same ids that way: one text would run on one core.
+    """
+    if max_length is None and tokenizer.encodes_long_text_in_pieces and any(len(text) > LONG_TEXT for text in texts):
+        pieces = [long_text_pieces(text) for text in texts]
+        encoded = _encode_in_batches(tokenizer, [piece for text_pieces in pieces for piece in text_pieces], None, chunk_size)
+        first_pieces = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(text_pieces) for text_pieces in pieces], out=first_pieces[1:])
+        return RaggedArray(encoded.values, encoded.offsets[first_pieces])
+    return _encode_in_batches(tokenizer, texts, max_length, chunk_size)
+
+
+def _encode_in_batches(tokenizer: Any, texts: Sequence[str], max_length: int | None, chunk_size: int) -> RaggedArray:
     parts = []
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=len(texts) < 8 * chunk_size or not console.is_terminal) as progress:

@@ -13,6 +13,7 @@ data that `tokenizers` parses in Rust; the name is still looked up in `TOKENIZER
 
 import inspect
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,29 @@ from seqlab.errors import SeqlabError
 PAD = "<pad>"
 UNK = "<unk>"
 
+# Texts longer than this many characters are fitted and encoded in pieces (`long_text_pieces`), so one
+# long text (a corpus read as one string for language modelling) is spread over every core and never
+# held whole in the tokenizer's per-character bookkeeping (gigabytes for IMDb's 100 MB of reviews).
+LONG_TEXT = 1 << 13
+# Just before a space that follows a non-space: no word, byte-level BPE or character token crosses there.
+_SAFE_CUT = re.compile(r"(?<=\S) ")
+
+
+def long_text_pieces(text: str, size: int = LONG_TEXT) -> list[str]:
+    """`text` cut into pieces of at least `size` characters (the last may be shorter), each cut just
+    before a space that follows a non-space. The word pre-tokenizer splits at every space, and the
+    byte-level one joins a space only to what follows it and adds no prefix space to a piece that
+    starts with one: the pieces' tokens, in order, are the whole text's."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        cut = _SAFE_CUT.search(text, start + size)
+        if cut is None:
+            break
+        pieces.append(text[start : cut.start()])
+        start = cut.start()
+    pieces.append(text[start:])
+    return pieces
+
 
 class TextTokenizer(ABC):
     """Common interface: `fit`, `encode_batch`, `decode`, `vocab_size`, `pad_id`, `to_dict`."""
@@ -34,6 +58,11 @@ class TextTokenizer(ABC):
 
     # False for a tokenizer that comes ready-made: `fit` loads it and ignores the texts.
     trains_on_texts = True
+
+    # True when encoding `long_text_pieces(text)` and joining the ids gives the ids of `text` (so long
+    # texts may be encoded in pieces); not for ready-made tokenizers, whose pre-tokenizers and special
+    # tokens vary.
+    encodes_long_text_in_pieces = False
 
     @abstractmethod
     def fit(self, texts: Iterable[str]) -> None: ...
@@ -172,7 +201,11 @@ class _TrainedHFTokenizer(TextTokenizer):
 
     def fit(self, texts: Iterable[str]) -> None:
         tokenizer, trainer = self._untrained()
-        texts = list(texts)
+        if self.encodes_long_text_in_pieces:
+            # The trainer counts the words of the pieces, which are the words of the texts.
+            texts = [piece for text in texts for piece in long_text_pieces(text)]
+        else:
+            texts = list(texts)
         # Batches of texts let the trainer count words on all cores.
         batches = (texts[start : start + 1000] for start in range(0, len(texts), 1000))
         tokenizer.train_from_iterator(batches, trainer=trainer, length=len(texts))
@@ -223,6 +256,7 @@ class WordTokenizer(_TrainedHFTokenizer):
     """Words and punctuation; a vocabulary of at most `max_size` words seen `min_freq` times."""
 
     name = "word"
+    encodes_long_text_in_pieces = True
 
     def __init__(self, min_freq: int = 1, max_size: int | None = None, lowercase: bool = True) -> None:
         super().__init__()
@@ -253,6 +287,7 @@ class BPETokenizer(_TrainedHFTokenizer):
     """Byte-level BPE: no unknown characters, subwords learnt from the training split."""
 
     name = "bpe"
+    encodes_long_text_in_pieces = True
 
     def __init__(self, vocab_size: int = 8000, min_freq: int = 2, lowercase: bool = False) -> None:
         super().__init__()
@@ -283,6 +318,7 @@ class CharTokenizer(TextTokenizer):
     """One id per character seen in the training split; `<pad>` is 0 and `<unk>` is 1."""
 
     name = "char"
+    encodes_long_text_in_pieces = True
 
     def __init__(self) -> None:
         self.chars: list[str] | None = None
