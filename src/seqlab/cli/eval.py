@@ -55,7 +55,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from seqlab import runs
     from seqlab.loggers import finish_wandb
     from seqlab.reports.config_tree import show_config_tree
-    from seqlab.reports.evaluation import evaluation_report
+    from seqlab.reports.evaluation import CollectedTestPredictions, evaluation_report
     from seqlab.runs.trained import load_weights
     from seqlab.sweeps.ensemble import ensemble_members
     from seqlab.tags import as_tags
@@ -81,9 +81,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         load_weights(task, saved)  # the checkpoint's weights from this one read: Lightning need not read it again
         del saved  # its weights are in the task now
         trainer = runs.build_trainer(cfg)
+        test_predictions = CollectedTestPredictions()
+        trainer.callbacks.append(test_predictions)
         metrics = runs.scalar_metrics(trainer.test(task, datamodule=datamodule)[0])
         metrics.update(datamodule.split_sizes)
-        report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg))
+        report = evaluation_report(trainer, task, datamodule, metrics, runs.run_dir(cfg), test_predictions)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json", {**metrics, "ckpt_path": ckpt_path, "tags": as_tags(cfg.get("tags")), **({"report": report} if report else {})}
         )
@@ -134,7 +136,7 @@ def evaluate_ensemble(cfg: DictConfig, members: "list[EnsembleMember]") -> dict[
                 trainer = runs.build_trainer(member_cfg)
                 labels = torch.as_tensor(datamodule.datasets["test"].labels)
                 split_sizes = datamodule.split_sizes
-            probs = torch.cat(trainer.predict(task, dataloaders=datamodule.test_dataloader())).double().cpu()
+            probs = datamodule.in_test_order(torch.cat(trainer.predict(task, dataloaders=datamodule.test_dataloader()))).double().cpu()
             if len(probs) != len(labels):
                 raise SeqlabError(f"{member.name} reads a test set of {len(probs)} texts, the first member one of {len(labels)}: its data settings differ")
             member_probs.append(probs[:, [datamodule.label_names.index(name) for name in first["label_names"]]])

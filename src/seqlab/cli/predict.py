@@ -2,7 +2,8 @@
 
 The input streams through in batches under a progress bar; the output, one line per text in input
 order (JSONL, or CSV/TSV by its suffix) with the text's other input fields, appears only when every
-text has been labelled.
+text has been labelled. With `sort_by_length`, each run of `SORTED_BATCHES` batches' texts is
+labelled in batches of texts of similar length, longest first (less padding), and written in input order.
 
 Imports of torch (and of the seqlab modules that import it) happen inside the functions that load a
 model, so `--help` answers at once.
@@ -25,9 +26,13 @@ from seqlab.errors import SeqlabError, reports_errors
 from seqlab.launch.threads import use_threads
 
 if TYPE_CHECKING:
-    from seqlab.deploy.predictors import Predictor
+    from seqlab.deploy.predictors import Predictions, Predictor
 
 log = logging.getLogger(__name__)
+
+# How many batches' texts are read and sorted by length together: enough that batches hold texts of
+# similar length, few enough that the input still streams.
+SORTED_BATCHES = 50
 
 
 @reports_errors
@@ -47,7 +52,8 @@ def predict(cfg: DictConfig) -> int:
 
     # The model first: a checkpoint says how its training file was read, and so how to read an input of that kind.
     predictor = load_predictor(cfg, "seqlab-predict")
-    batches = read_text_batches(input_path, cfg.batch_size, cfg.text_column, predictor.trained_on)
+    read_size = cfg.batch_size * SORTED_BATCHES if cfg.sort_by_length else cfg.batch_size
+    batches = read_text_batches(input_path, read_size, cfg.text_column, predictor.trained_on)
     first = next(batches, None)
     if first is None:
         raise SeqlabError(f"input {input_path} holds no texts")
@@ -67,7 +73,7 @@ def predict(cfg: DictConfig) -> int:
             writer = PredictionWriter(out, output_path, predictor.label_names)
             bar = progress.add_task("predicting", total=input_path.stat().st_size, texts=0)
             for batch in itertools.chain([first], batches):
-                predictions = predictor.predict(batch.texts)
+                predictions = predict_longest_first(predictor, batch.texts, cfg.batch_size) if cfg.sort_by_length else predictor.predict(batch.texts)
                 for item, fields in zip(predictions.items, batch.fields):
                     writer.write(item, fields)
                 if predictions.truncated and first_truncated is None:
@@ -88,6 +94,23 @@ def predict(cfg: DictConfig) -> int:
         )
     log.info("wrote %d predictions to %s", count, output_path)
     return count
+
+
+def predict_longest_first(predictor: "Predictor", texts: list[str], batch_size: int) -> "Predictions":
+    """The predictions of `texts` in their order, made in batches of `batch_size` texts of similar length
+    (by characters, which track tokens closely enough to cut padding), longest first."""
+    from seqlab.deploy.predictors import Predictions
+
+    order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+    items: list = [None] * len(texts)
+    truncated = []
+    for start in range(0, len(order), batch_size):
+        positions = order[start : start + batch_size]
+        predictions = predictor.predict([texts[index] for index in positions])
+        for position, item in zip(positions, predictions.items):
+            items[position] = item
+        truncated.extend(positions[index] for index in predictions.truncated)
+    return Predictions(items, sorted(truncated))
 
 
 def load_predictor(cfg: DictConfig, command: str) -> "Predictor":

@@ -1,5 +1,6 @@
-"""Datasets of token ids, the collate function that pads a batch to its longest sequence, and a batch
-sampler that groups texts of similar length."""
+"""Datasets of token ids, the collate function that pads a batch to its longest sequence, a batch
+sampler that groups texts of similar length for training, and the longest-first order that batches
+texts for inference."""
 
 from collections.abc import Iterator
 
@@ -44,6 +45,14 @@ class PadToLongest:
             "lengths": torch.tensor(lengths, dtype=torch.int64),
             "labels": torch.tensor([label for _, label in batch], dtype=torch.int64),
         }
+
+
+def longest_first(lengths: np.ndarray) -> np.ndarray:
+    """Indices of the texts from the longest to the shortest (ties in input order). Consecutive
+    batches of this order hold texts of similar length: IMDb's test batches, padded to their longest
+    review in input order, are otherwise mostly padding. Longest first, so a batch too large for the
+    device fails at once."""
+    return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
 
 
 class BucketBatchSampler(BatchSampler):

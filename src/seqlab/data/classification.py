@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, RandomSampler
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from seqlab.data.base import SequenceDataModule
-from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest
+from seqlab.data.batching import BucketBatchSampler, EncodedTexts, PadToLongest, longest_first
 from seqlab.data.cache import CacheEntry, encode_texts
 from seqlab.data.labels import write_label_ids
 from seqlab.data.splits import check_holdout_fractions, kfold_split, stratified_split
@@ -44,7 +45,9 @@ class TextClassificationDataModule(SequenceDataModule):
     the source had none. With `fold_split="test"` (cross-validation for evaluation), the training and
     validation data are pooled, fold `fold` of the pool is the test set (the source's test split is
     not used) and a `val_fraction` of the other folds validates. Texts are cut to `max_length` tokens; `labels` fixes the label names and their ids. With
-    `bucket_by_length`, each run of `bucket_batches` training batches is sorted by length.
+    `bucket_by_length`, each run of `bucket_batches` training batches is sorted by length. With
+    `sort_test_by_length`, the test loader batches the test texts longest first, so a batch is little
+    padding; `in_test_order` puts predictions made over it back in the test set's order.
     `settings` are SequenceDataModule's: `eval_batch_size`, `num_folds`, `fold`, `fold_split`,
     `cache_dir` and the loader's workers.
     """
@@ -61,6 +64,7 @@ class TextClassificationDataModule(SequenceDataModule):
         bucket_by_length: bool = False,
         bucket_batches: int = 50,
         merge_val: bool = False,
+        sort_test_by_length: bool = True,
         **settings: Any,
     ) -> None:
         super().__init__(tokenizer, batch_size, **settings)
@@ -72,6 +76,7 @@ class TextClassificationDataModule(SequenceDataModule):
         self.bucket_by_length = bucket_by_length
         self.bucket_batches = bucket_batches
         self.merge_val = merge_val
+        self.sort_test_by_length = sort_test_by_length
         self.label_names: list[str] = []
         self.datasets: dict[str, EncodedTexts] = {}
 
@@ -88,7 +93,18 @@ class TextClassificationDataModule(SequenceDataModule):
         return self._texts_loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._texts_loader("test", shuffle=False)
+        if not self.sort_test_by_length:
+            return self._texts_loader("test", shuffle=False)
+        dataset = Subset(self.datasets["test"], longest_first(self.datasets["test"].lengths).tolist())
+        return self._loader(dataset, PadToLongest(self.tokenizer.pad_id), batch_size=self.eval_batch_size, shuffle=False)
+
+    def in_test_order(self, predictions: torch.Tensor) -> torch.Tensor:
+        """Predictions made over `test_dataloader()`'s batches (concatenated), in the test set's order."""
+        if not self.sort_test_by_length:
+            return predictions
+        in_order = torch.empty_like(predictions)
+        in_order[torch.from_numpy(longest_first(self.datasets["test"].lengths))] = predictions
+        return in_order
 
     # -- what models and run dirs need ------------------------------------------------------
 

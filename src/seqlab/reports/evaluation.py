@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def evaluation_report(
-    trainer: pl.Trainer, task: pl.LightningModule, datamodule: pl.LightningDataModule, metrics: dict[str, float], run_dir: Path
+    trainer: pl.Trainer,
+    task: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    metrics: dict[str, float],
+    run_dir: Path,
+    test_predictions: "CollectedTestPredictions",
 ) -> dict[str, Any] | None:
     """Write the task's report plots in `run_dir` and return the report for metrics.json (None when
-    the task has no report)."""
+    the task has no report). A classifier's report is drawn from `test_predictions`, which the test
+    loop filled."""
     if isinstance(task, LanguageModelingTask):
         return language_model_report(metrics["test/loss"], datamodule)
     if isinstance(task, Seq2SeqTask):
@@ -38,9 +44,27 @@ def evaluation_report(
     if trainer.world_size > 1:
         log.warning("the classification report needs every test prediction in one process; run seqlab-eval on one device for it")
         return None
-    probs = torch.cat(trainer.predict(task, dataloaders=datamodule.test_dataloader())).float().cpu()
-    labels = torch.as_tensor(datamodule.datasets["test"].labels)
-    return write_classification_report(probs, labels, datamodule.label_names, run_dir)
+    probs, labels = test_predictions.gathered()
+    return write_classification_report(probs.float(), labels, datamodule.label_names, run_dir)
+
+
+class CollectedTestPredictions(pl.Callback):
+    """Keeps each test batch's class probabilities (what a classifier's `test_step` returns) and labels,
+    so the report needs no second pass over the test set. They stay on the device until the test
+    ends: a copy per batch would wait for each batch on a GPU."""
+
+    def __init__(self) -> None:
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(outputs, torch.Tensor):
+            self.probs.append(outputs)
+            self.labels.append(batch["labels"])
+
+    def gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C) probabilities and (N,) labels of the test texts, in the order the loader gave them."""
+        return torch.cat(self.probs).cpu(), torch.cat(self.labels).cpu()
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

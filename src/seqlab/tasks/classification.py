@@ -73,6 +73,7 @@ class SequenceClassificationTask(Task):
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """The loss (training), or the class probabilities (validation and test)."""
         logits = self.net(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
         loss = self.loss(logits, labels)
@@ -83,11 +84,12 @@ class SequenceClassificationTask(Task):
                 self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=True)
             return loss
         collection = self.metrics[f"{stage}_metrics"]
-        self._update_metrics(collection, self.probabilities(logits.detach()), labels)
+        probs = self.probabilities(logits.detach())
+        self._update_metrics(collection, probs, labels)
         # Under DDP the epoch's loss is averaged over all ranks (torchmetrics syncs the metrics itself).
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True, sync_dist=True)
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)
-        return loss
+        return probs
 
     @staticmethod
     def _update_metrics(collection: MetricCollection, probs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -128,8 +130,9 @@ class SequenceClassificationTask(Task):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """The batch's class probabilities, which callbacks receive: seqlab-eval's report is drawn from them."""
+        return self._step(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"])
