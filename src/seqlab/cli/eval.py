@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from seqlab.cli.config_checks import check_override_types
 from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.launch.memory import keep_freed_memory
 from seqlab.launch.threads import use_threads
 from seqlab.sweeps.plugins import register_sweepers
 
@@ -63,6 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     hide_known_noise(show=cfg.get("show_known_noise", False))
     check_override_types(cfg)
     use_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory", True))
     if cfg.get("ckpt_path") in (None, "last"):
         raise SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
     members = ensemble_members(cfg.ckpt_path, cfg.ensemble.allow_missing)

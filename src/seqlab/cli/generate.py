@@ -24,11 +24,13 @@ def generate(cfg: DictConfig) -> list[str]:
     import torch
 
     from seqlab import runs
+    from seqlab.launch.memory import keep_freed_memory
     from seqlab.launch.threads import use_threads
     from seqlab.runs.trained import LANGUAGE_MODEL, load_trained_task
 
     check_override_types(cfg)
     use_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory", True))
     if cfg.get("ckpt_path") in (None, "last"):
         raise SeqlabError("seqlab-generate needs ckpt_path=<language-model checkpoint>")
     for name, minimum in (("max_new_tokens", 0), ("num_samples", 1)):

@@ -23,6 +23,7 @@ from seqlab.cli.config_checks import check_override_types
 from seqlab.deploy.inputs import read_text_batches
 from seqlab.deploy.outputs import PredictionWriter
 from seqlab.errors import SeqlabError, reports_errors
+from seqlab.launch.memory import keep_freed_memory
 from seqlab.launch.threads import use_threads
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def predict(cfg: DictConfig) -> int:
     if not input_path.is_file():
         raise SeqlabError(f"input {input_path} does not exist")
     use_threads(cfg.get("threads"))
+    keep_freed_memory(cfg.get("keep_freed_memory", True))
 
     # The model first: a checkpoint says how its training file was read, and so how to read an input of that kind.
     predictor = load_predictor(cfg, "seqlab-predict")
