@@ -16,6 +16,9 @@ def test_shakespeare_gpt_is_nanogpts_cpu_config(compose_config):
     model = cfg["model"]
     assert (model["num_layers"], model["num_heads"], model["hidden_dim"], model["dropout"]) == (4, 4, 128, 0.0)
     assert cfg["optimizer"]["lr"] == 1e-3 and cfg["scheduler"]["warmup_steps"] == 100
+    # AdamW as nanoGPT's: betas (0.9, 0.99), decay 0.1 on every matrix, embeddings included.
+    assert cfg["optimizer"]["betas"] == [0.9, 0.99] and cfg["optimizer"]["weight_decay"] == 0.1
+    assert cfg["task"]["decay_embeddings"] is True
     assert cfg["optimizer"]["lr"] * cfg["scheduler"]["min_lr_ratio"] == pytest.approx(1e-4)
     assert cfg["trainer"]["max_steps"] == 2000
     assert (cfg["monitor"], cfg["monitor_mode"]) == ("val/loss", "min")

@@ -56,6 +56,24 @@ def test_validation_loss_is_the_mean_over_tokens_not_batches(text_file):
     assert metrics["val/bpc"] == pytest.approx(total / count / math.log(2), rel=1e-4)
 
 
+@pytest.mark.parametrize("decay_embeddings", [False, True])
+def test_decay_embeddings_puts_the_token_and_position_embeddings_under_weight_decay(decay_embeddings):
+    """nanoGPT decays every matrix; by default embeddings (the tied output layer too) are left out."""
+    task = LanguageModelingTask(
+        functools.partial(GPT, block_size=8, num_layers=1, num_heads=2, hidden_dim=16),
+        dims={"vocab_size": 11},
+        tokenizer=CharTokenizer(),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.1),
+        decay_embeddings=decay_embeddings,
+    )
+    decay = {id(p): group["weight_decay"] for group in task.create_optimizer().param_groups for p in group["params"]}
+    by_name = {name: decay[id(p)] for name, p in task.net.named_parameters()}
+    embeddings = {"transformer.wte.weight", "transformer.wpe.weight"}
+    assert {by_name[name] for name in embeddings} == {0.1 if decay_embeddings else 0.0}
+    assert by_name["transformer.h.0.attn.c_attn.weight"] == 0.1
+    assert by_name["transformer.ln_f.weight"] == 0.0
+
+
 LM_RUN = [
     "data=text_lm",
     "task=language_modeling",

@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.tasks.base import STAGES, Task
+from seqlab.tasks.optim import build_optimizer
 from seqlab.tasks.step_logging import logs_this_step
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class LanguageModelingTask(Task):
     `loss` is the mean over its tokens, not over its batches; `ppl` is exp(loss) and, for character
     vocabularies, `bpc` is loss / ln 2. After each validation the model continues `sample_prompt`
     by `sample_length` tokens; the text goes to the log and to TensorBoard or W&B when they are on.
+    `decay_embeddings` puts the embeddings under weight decay with the other matrices (nanoGPT's rule).
     """
 
     model_kind = "a language model"
@@ -45,6 +47,7 @@ class LanguageModelingTask(Task):
         sample_temperature: float = 0.8,
         sample_top_k: int | None = None,
         sample_top_p: float | None = None,
+        decay_embeddings: bool = False,
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.net = self.build_model(model, dims)
@@ -55,6 +58,7 @@ class LanguageModelingTask(Task):
         self.sample_temperature = sample_temperature
         self.sample_top_k = sample_top_k
         self.sample_top_p = sample_top_p
+        self.decay_embeddings = decay_embeddings
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
         # Not nan_strategy="disable", though its NaN check reads the value back every step (a GPU
         # sync): torchmetrics 1.9 then drops the weights, and the mean would be over batches.
@@ -64,6 +68,9 @@ class LanguageModelingTask(Task):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Next-token logits (B, T, V)."""
         return self.net(input_ids)
+
+    def create_optimizer(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.optimizer_factory, self.net, decay_embeddings=self.decay_embeddings)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self.net(batch["input_ids"])  # (B, T, V)

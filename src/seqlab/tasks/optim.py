@@ -22,17 +22,21 @@ def parameter_groups(
     lr_scale: Callable[[str], float] | None = None,
     base_lr: float | None = None,
     include: Callable[[str, nn.Parameter], bool] | None = None,
+    decay_embeddings: bool = False,
 ) -> list[dict[str, Any]]:
     """Weights decay; biases, norms and embeddings don't (a tied embedding counts as an embedding).
+
+    With `decay_embeddings`, embeddings decay too: every matrix does, as nanoGPT and GPT-2 train.
 
     `include(name, parameter)` picks the parameters to optimise (default: those that require
     grad). `lr_scale(name)` gives a parameter's rate as a multiple of `base_lr`; parameters are
     then grouped by decay and scale, each group with its own "lr" (and "lr_scale", for logs).
     """
+    exempt = tuple(kind for kind in NO_DECAY_MODULES if not (decay_embeddings and kind is nn.Embedding))
     no_decay: dict[int, nn.Parameter] = {}
     for submodule in module.modules():
         for parameter in submodule.parameters(recurse=False):
-            if isinstance(submodule, NO_DECAY_MODULES) or parameter.ndim < 2:
+            if isinstance(submodule, exempt) or parameter.ndim < 2:
                 no_decay[id(parameter)] = parameter
     include = include or (lambda name, parameter: parameter.requires_grad)
     # Without scales there are always two groups, decaying and not (either may be empty).
@@ -57,14 +61,15 @@ def build_optimizer(
     module: nn.Module,
     lr_scale: Callable[[str], float] | None = None,
     include: Callable[[str, nn.Parameter], bool] | None = None,
+    decay_embeddings: bool = False,
 ) -> torch.optim.Optimizer:
     """Complete a partial optimiser; AdamW/Adam use the fused kernel where the device has one.
 
-    `lr_scale` and `include` are as in `parameter_groups`; the base rate is the optimiser's `lr`.
+    `lr_scale`, `include` and `decay_embeddings` are as in `parameter_groups`; the base rate is the optimiser's `lr`.
     """
     target = factory.func if isinstance(factory, functools.partial) else factory
     keywords = factory.keywords if isinstance(factory, functools.partial) else {}
-    groups = parameter_groups(module, lr_scale, keywords.get("lr"), include)
+    groups = parameter_groups(module, lr_scale, keywords.get("lr"), include, decay_embeddings)
     options = {}
     if target in (torch.optim.AdamW, torch.optim.Adam) and "fused" not in keywords and "foreach" not in keywords:
         devices = {p.device.type for group in groups for p in group["params"]}
