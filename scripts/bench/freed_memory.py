@@ -72,7 +72,7 @@ def main() -> None:
     steps = results[True][0]["steps"]
     rows = [
         (
-            f"keep_freed_memory={str(keep).lower()}",
+            "on (default)" if keep else "off",
             med(keep, "fit_s"),
             steps / med(keep, "fit_s"),
             med(keep, "wall_s"),
