@@ -44,6 +44,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from seqlab import runs
+from seqlab.data.language_modeling import IGNORE_INDEX
 from seqlab.launch.memory import keep_freed_memory
 from seqlab.tasks.optim import build_optimizer
 
@@ -235,6 +236,50 @@ class Lockstep(pl.Callback):
         self._mark = after
 
 
+class BareLightningModule(pl.LightningModule):
+    """The plain loop's model, loss, optimiser and schedule as the least a LightningModule can be:
+    what Lightning's own loop costs, without anything seqlab adds."""
+
+    def __init__(self, cfg: DictConfig, datamodule) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = instantiate(cfg.model, **datamodule.model_dims())
+        self.cfg = cfg
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if "targets" in batch:
+            logits = self.net(batch["input_ids"])
+            return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(self.net(batch["input_ids"], batch["lengths"]), batch["labels"])
+
+    def configure_optimizers(self) -> dict:
+        optimizer = build_optimizer(instantiate(self.cfg.optimizer), self.net)
+        return {"optimizer": optimizer, "lr_scheduler": instantiate(self.cfg.scheduler)(optimizer, total_steps=self.trainer.max_steps)}
+
+
+def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int) -> list[tuple[float, float]]:
+    """As `lockstep_rounds`, with `BareLightningModule` in a `pl.Trainer` that has nothing else: no
+    logger, checkpoints, progress bar, summary or callbacks; the same gradient clipping."""
+    steps = rounds * round_steps + 1
+    lockstep = Lockstep(plain_steps(cfg, plain_workload(cfg, datamodule), steps), round_steps)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[lockstep],
+    )
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        trainer.fit(BareLightningModule(cfg, datamodule), datamodule=datamodule)
+    return lockstep.rounds
+
+
 def lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int, run_dir: Path) -> list[tuple[float, float]]:
     """Per round of `round_steps` steps: (seqlab CPU s, plain CPU s), the two stepping in turn in one fit."""
     steps = rounds * round_steps + 1
@@ -272,6 +317,7 @@ def main() -> None:
     parser.add_argument("--fit-rounds", type=int, default=4, help="whole-fit rounds after the warm-up round, A B then B A alternately (0: none)")
     parser.add_argument("--steps", type=int, help="training steps per whole-fit round (default: per model)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: steady on a shared machine)")
+    parser.add_argument("--no-bare", dest="bare", action="store_false", help="leave out the bare Lightning module and Trainer (Lightning's own cost)")
     parser.add_argument("--profile", metavar="FILE", help="also profile one more seqlab run with pyinstrument and write the call tree here")
     parser.add_argument("--data-dir", default=str(SHARED_DATA), help="where the gpt workload finds tinyshakespeare/")
     parser.add_argument("overrides", nargs="*", help="extra seqlab-train overrides, e.g. data.batch_size=32")
@@ -296,6 +342,7 @@ def main() -> None:
         seqlab_run(cfg, datamodule, max(5, steps // 10), tmp / "warmup")
         plain_loop(cfg, datamodule, max(5, steps // 10))
         per_step = lockstep_rounds(cfg, datamodule, args.rounds, round_steps, tmp / "lockstep")
+        bare_per_step = bare_lockstep_rounds(cfg, datamodule, args.rounds, round_steps) if args.bare else []
         per_fit = fit_rounds(cfg, datamodule, args.fit_rounds, steps, tmp)
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
@@ -317,6 +364,21 @@ def main() -> None:
     notes = [
         "per step: after each seqlab step the plain loop takes one; seqlab's step runs from the end of one plain step to the start of the next.",
     ]
+    if bare_per_step:
+        bare_rows = [
+            (f"round {i + 1}", 1000 * ours / round_steps, 1000 * theirs / round_steps, theirs / ours) for i, (ours, theirs) in enumerate(bare_per_step)
+        ]
+        bare_ratios = [row[3] for row in bare_rows]
+        bare_rows.append(("median", median([row[1] for row in bare_rows]), median([row[2] for row in bare_rows]), median(bare_ratios)))
+        print_table(
+            f"Lightning's own cost, in lockstep: a bare LightningModule and Trainer, {args.rounds} rounds of {round_steps} steps",
+            ["", "bare Lightning CPU ms/step", "plain CPU ms/step", "ratio (plain ÷ bare)"],
+            bare_rows,
+        )
+        figures.update(bare_lightning_step_ratio=median(bare_ratios), bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
+        notes.append(
+            "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks."
+        )
     if per_fit:
         fit_rows = [
             (f"round {i + 1}", steps / a.wall, steps / b.wall, b.wall / a.wall, b.cpu / a.cpu, a.cpu - loop.cpu) for i, (a, b, loop) in enumerate(per_fit)
