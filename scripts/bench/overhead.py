@@ -309,6 +309,14 @@ def fit_rounds(cfg: DictConfig, datamodule, rounds: int, steps: int, tmp: Path) 
     return timings
 
 
+def lockstep_table(title: str, side: str, rounds: list[tuple[float, float]], round_steps: int) -> list[tuple]:
+    """Print the per-round CPU ms a step of `side` and of the plain loop, and their ratio, with a median row; return the rows."""
+    rows = [(f"round {i + 1}", 1000 * ours / round_steps, 1000 * theirs / round_steps, theirs / ours) for i, (ours, theirs) in enumerate(rounds)]
+    rows.append(("median", *(median([row[column] for row in rows]) for column in range(1, 4))))
+    print_table(title, ["", f"{side} CPU ms/step", "plain CPU ms/step", f"ratio (plain ÷ {side})"], rows)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(WORKLOADS), default="lstm")
@@ -347,14 +355,10 @@ def main() -> None:
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
 
-    step_rows = [(f"round {i + 1}", 1000 * ours / round_steps, 1000 * theirs / round_steps, theirs / ours) for i, (ours, theirs) in enumerate(per_step)]
-    step_ratios = [row[3] for row in step_rows]
-    step_rows.append(("median", median([row[1] for row in step_rows]), median([row[2] for row in step_rows]), median(step_ratios)))
-    print_table(
-        f"per step, in lockstep: {args.model}, {args.rounds} rounds of {round_steps} steps, batch size {datamodule.batch_size}",
-        ["", "seqlab CPU ms/step", "plain CPU ms/step", "ratio (plain ÷ seqlab)"],
-        step_rows,
+    step_rows = lockstep_table(
+        f"per step, in lockstep: {args.model}, {args.rounds} rounds of {round_steps} steps, batch size {datamodule.batch_size}", "seqlab", per_step, round_steps
     )
+    step_ratios = [row[3] for row in step_rows[:-1]]
     figures: dict[str, float] = {
         "seqlab_cpu_ms_per_step": step_rows[-1][1],
         "plain_cpu_ms_per_step": step_rows[-1][2],
@@ -365,17 +369,14 @@ def main() -> None:
         "per step: after each seqlab step the plain loop takes one; seqlab's step runs from the end of one plain step to the start of the next.",
     ]
     if bare_per_step:
-        bare_rows = [
-            (f"round {i + 1}", 1000 * ours / round_steps, 1000 * theirs / round_steps, theirs / ours) for i, (ours, theirs) in enumerate(bare_per_step)
-        ]
-        bare_ratios = [row[3] for row in bare_rows]
-        bare_rows.append(("median", median([row[1] for row in bare_rows]), median([row[2] for row in bare_rows]), median(bare_ratios)))
-        print_table(
+        bare_rows = lockstep_table(
             f"Lightning's own cost, in lockstep: a bare LightningModule and Trainer, {args.rounds} rounds of {round_steps} steps",
-            ["", "bare Lightning CPU ms/step", "plain CPU ms/step", "ratio (plain ÷ bare)"],
-            bare_rows,
+            "bare Lightning",
+            bare_per_step,
+            round_steps,
         )
-        figures.update(bare_lightning_step_ratio=median(bare_ratios), bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
+        bare_ratios = [row[3] for row in bare_rows[:-1]]
+        figures.update(bare_lightning_step_ratio=bare_rows[-1][3], bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
         notes.append(
             "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks."
         )
