@@ -13,7 +13,8 @@ from conftest import TINY, compose_run_config, read_metrics, train_in_process
 from seqlab.cli.eval import evaluate
 from seqlab.cli.predict import predict, predict_longest_first
 from seqlab.data.synthetic import generate_reviews
-from seqlab.deploy.predictors import Predictions, Predictor
+from seqlab.data.tokenizers import WordTokenizer
+from seqlab.deploy.predictors import RUN_OF_TEXTS, ClassificationPredictor, Predictions, Predictor
 from seqlab.models.rnn import RNNClassifier
 from seqlab.runs import build_datamodule
 
@@ -128,3 +129,30 @@ def test_predict_longest_first_batches_by_length_and_answers_in_input_order():
     assert isinstance(predictions, Predictions)
     assert [item["label"] for item in predictions.items] == [("odd" if len(text) % 2 else "even") for text in texts]
     assert predictions.truncated == [1, 4, 6]  # positions in the input, not in the batches
+
+
+class PaddedWidths(ClassificationPredictor):
+    """A word-tokenised classifier whose 'probabilities' are each text's token count and its batch's padded width."""
+
+    def __init__(self, texts: list[str]) -> None:
+        tokenizer = WordTokenizer()
+        tokenizer.fit(texts)
+        super().__init__(tokenizer, ["length", "width"], max_length=None)
+        self.calls: list[int] = []
+
+    def probabilities(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        self.calls.append(len(lengths))
+        return np.stack([lengths, np.full(len(lengths), input_ids.shape[1])], axis=1).astype(np.float32)
+
+
+def test_one_call_of_many_texts_pads_runs_of_similar_length_and_answers_in_order():
+    # What seqlab-serve hands the model: many requests' texts merged, short and long mixed.
+    texts = [" ".join(["word"] * length) for length in [3, 300, 5, 280, 4, 290] * 20]
+    predictor = PaddedWidths(texts)
+    probs, truncated = predictor.text_probabilities(texts)
+    assert truncated == []
+    assert probs[:, 0].tolist() == [len(text.split()) for text in texts]  # each text's own row, in input order
+    assert max(predictor.calls) <= RUN_OF_TEXTS
+    short = probs[:, 0] < 10
+    # Short texts are padded among short ones (all but those of the one run that holds both), not to 300.
+    assert (probs[short, 1] < 10).sum() > short.sum() - RUN_OF_TEXTS

@@ -13,13 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqlab.data.batching import PadToLongest
+from seqlab.data.batching import PadToLongest, longest_first
 from seqlab.data.text_files import TextFilesDataModule, format_of
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.deploy.bundle import ONNX, Bundle, open_bundle
 from seqlab.deploy.inputs import TrainingFile
 from seqlab.runs.record import SavedRun, read_run
 from seqlab.runs.trained import CLASSIFICATION, check_same_labels, require_kind, token_limit, trained_task_from_run
+
+# Texts a model call takes at most: enough to amortise a call, few enough that texts of similar
+# length share one (see ClassificationPredictor.text_probabilities).
+RUN_OF_TEXTS = 32
 
 
 @dataclass
@@ -69,8 +73,19 @@ class ClassificationPredictor(Predictor):
         # Cut as training cut: the tokenizer's own truncation, which keeps a pretrained tokenizer's final [SEP].
         for i, ids in zip(truncated, self.tokenizer.encode_batch([texts[i] for i in truncated], max_length=limit)):
             encoded[i] = ids
-        batch = self._collate([(np.asarray(ids, dtype=np.int64), 0) for ids in encoded])
-        return self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy()), truncated
+        probs = None
+        # Longest first, in runs of at most RUN_OF_TEXTS: each run is padded to its own longest text,
+        # not the whole call's (seqlab-serve merges concurrent requests into one call, and a model
+        # exported for ONNX Runtime computes every padded position).
+        order = longest_first([len(ids) for ids in encoded])
+        for start in range(0, len(order), RUN_OF_TEXTS):
+            run = order[start : start + RUN_OF_TEXTS]
+            batch = self._collate([(np.asarray(encoded[i], dtype=np.int64), 0) for i in run])
+            run_probs = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
+            if probs is None:
+                probs = np.empty((len(encoded), run_probs.shape[1]), dtype=run_probs.dtype)
+            probs[run] = run_probs
+        return probs, truncated
 
 
 class EnsemblePredictor(Predictor):
