@@ -156,3 +156,8 @@ def test_one_call_of_many_texts_pads_runs_of_similar_length_and_answers_in_order
     short = probs[:, 0] < 10
     # Short texts are padded among short ones (all but those of the one run that holds both), not to 300.
     assert (probs[short, 1] < 10).sum() > short.sum() - RUN_OF_TEXTS
+
+
+def test_no_texts_give_no_rows():
+    probs, truncated = PaddedWidths(["a few words"]).text_probabilities([])
+    assert probs.shape == (0, 2) and truncated == []

@@ -73,7 +73,7 @@ class ClassificationPredictor(Predictor):
         # Cut as training cut: the tokenizer's own truncation, which keeps a pretrained tokenizer's final [SEP].
         for i, ids in zip(truncated, self.tokenizer.encode_batch([texts[i] for i in truncated], max_length=limit)):
             encoded[i] = ids
-        probs = None
+        probs = np.empty((len(encoded), len(self.label_names)), dtype=np.float32)
         # Longest first, in runs of at most RUN_OF_TEXTS: each run is padded to its own longest text,
         # not the whole call's (seqlab-serve merges concurrent requests into one call, and a model
         # exported for ONNX Runtime computes every padded position).
@@ -81,10 +81,7 @@ class ClassificationPredictor(Predictor):
         for start in range(0, len(order), RUN_OF_TEXTS):
             run = order[start : start + RUN_OF_TEXTS]
             batch = self._collate([(np.asarray(encoded[i], dtype=np.int64), 0) for i in run])
-            run_probs = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
-            if probs is None:
-                probs = np.empty((len(encoded), run_probs.shape[1]), dtype=run_probs.dtype)
-            probs[run] = run_probs
+            probs[run] = self.probabilities(batch["input_ids"].numpy(), batch["lengths"].numpy())
         return probs, truncated
 
 
