@@ -17,39 +17,35 @@ class EchoPredictor:
         return Predictions([{"label": text, "probs": {}} for text in texts], [])
 
 
-def test_a_batch_that_fills_runs_at_once_instead_of_waiting_out_the_timeout():
+def two_requests(max_batch_size: int, timeout_s: float, first: list[str], second: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """The model calls a MicroBatcher makes, and the labels each request gets back, when `second`
+    arrives 50 ms after `first` (while `first` waits for its batch to fill)."""
+
     async def scenario():
         predictor = EchoPredictor()
-        batcher = MicroBatcher(predictor, max_batch_size=4, timeout_s=30.0)
+        batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, timeout_s=timeout_s)
         worker = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(batcher.predict(["a1", "a2"]))
-        await asyncio.sleep(0.05)  # the second request arrives while the first waits for its batch to fill
-        second = asyncio.create_task(batcher.predict(["b1", "b2"]))
+        first_answer = asyncio.create_task(batcher.predict(first))
+        await asyncio.sleep(0.05)
+        second_answer = asyncio.create_task(batcher.predict(second))
         try:
-            answers = await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+            answers = await asyncio.wait_for(asyncio.gather(first_answer, second_answer), timeout=5)
         finally:
             worker.cancel()
         return predictor.calls, answers
 
     calls, answers = asyncio.run(scenario())
+    return calls, [[prediction["label"] for prediction, _ in answer] for answer in answers]
+
+
+def test_a_batch_that_fills_runs_at_once_instead_of_waiting_out_the_timeout():
+    # A 30 s timeout: the answers (within 5 s) come only if the full batch does not wait it out.
+    calls, labels = two_requests(4, 30.0, ["a1", "a2"], ["b1", "b2"])
     assert calls == [["a1", "a2", "b1", "b2"]]
-    assert [[prediction["label"] for prediction, _ in answer] for answer in answers] == [["a1", "a2"], ["b1", "b2"]]
+    assert labels == [["a1", "a2"], ["b1", "b2"]]
 
 
 def test_a_batch_that_does_not_fill_runs_after_the_timeout_with_what_arrived():
-    async def scenario():
-        predictor = EchoPredictor()
-        batcher = MicroBatcher(predictor, max_batch_size=64, timeout_s=0.2)
-        worker = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(batcher.predict(["a"]))
-        await asyncio.sleep(0.05)
-        second = asyncio.create_task(batcher.predict(["b1", "b2"]))
-        try:
-            answers = await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
-        finally:
-            worker.cancel()
-        return predictor.calls, answers
-
-    calls, answers = asyncio.run(scenario())
+    calls, labels = two_requests(64, 0.2, ["a"], ["b1", "b2"])
     assert calls == [["a", "b1", "b2"]]
-    assert [[prediction["label"] for prediction, _ in answer] for answer in answers] == [["a"], ["b1", "b2"]]
+    assert labels == [["a"], ["b1", "b2"]]
