@@ -138,3 +138,13 @@ def test_train_loss_is_logged_on_the_steps_that_are_written_and_the_last():
     assert logged(45, every=20, batches_per_epoch=100) == [20, 40]
     assert logged(45, every=20, batches_per_epoch=25) == [20, 25, 40]
     assert logged(45, every=20, batches_per_epoch=100, max_steps=45) == [20, 40, 45]
+
+
+@pytest.mark.parametrize(("overrides", "profiler"), [([], "UnprofiledRun"), (["debug=profiler"], "SimpleProfiler")])
+def test_hooks_run_in_one_reused_no_op_context_unless_a_profiler_is_chosen(compose_config, overrides, profiler):
+    """Lightning wraps every hook call in `profiler.profile(name)`, about 190 a step: without a
+    profiler chosen, seqlab's hands back one no-op context instead of building one per call."""
+    trainer = runs.build_trainer(compose_config(overrides))
+    assert type(trainer.profiler).__name__ == profiler
+    if profiler == "UnprofiledRun":
+        assert trainer.profiler.profile("[Callback]a.on_train_batch_end") is trainer.profiler.profile("[LightningModule]b.training_step")

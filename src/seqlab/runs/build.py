@@ -1,5 +1,6 @@
 """Builds a run's objects from its config: the data, the task around its model, and the trainer."""
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar
+from pytorch_lightning.profilers import PassThroughProfiler
 
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
@@ -18,6 +20,18 @@ from seqlab.runs.files import run_dir
 from seqlab.runs.record import RelocatedRunDir, RNGStateCheckpoint, RunRecord
 
 log = logging.getLogger(__name__)
+
+_NO_OP = contextlib.nullcontext()
+
+
+class UnprofiledRun(PassThroughProfiler):
+    """Lightning's default profiler, which records nothing, without its cost: Lightning wraps each
+    hook it calls (six hooks a step for each of a dozen callbacks, and the module's and strategy's)
+    in `profiler.profile(name)`, a generator-based context manager, about 190 a training step. One
+    reusable no-op context instead: on a small LSTM that is about 1% of the step (docs/benchmarks.md)."""
+
+    def profile(self, action_name: str) -> contextlib.nullcontext:
+        return _NO_OP
 
 
 def build_datamodule(
@@ -102,6 +116,8 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     for flag, kind in (("enable_progress_bar", ProgressBar), ("enable_model_summary", ModelSummary)):
         if flag not in cfg.trainer and not any(isinstance(callback, kind) for callback in callbacks):
             options[flag] = False
+    if cfg.trainer.get("profiler") is None:  # debug=profiler and trainer.profiler=<name> choose a real one
+        options["profiler"] = UnprofiledRun()
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **options)
     distributed.prepare_launch(trainer)
     return trainer
