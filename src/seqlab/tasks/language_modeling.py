@@ -18,6 +18,7 @@ from seqlab.data.tokenizers import CharTokenizer, TextTokenizer
 from seqlab.tasks.base import STAGES, Task
 from seqlab.tasks.optim import build_optimizer
 from seqlab.tasks.step_logging import logs_this_step
+from seqlab.tasks.token_loss import TokenLossSum
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ class LanguageModelingTask(Task):
         self.sample_top_k = sample_top_k
         self.sample_top_p = sample_top_p
         self.decay_embeddings = decay_embeddings
-        # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
-        # Not nan_strategy="disable", though its NaN check reads the value back every step (a GPU
-        # sync): torchmetrics 1.9 then drops the weights, and the mean would be over batches.
+        # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix. Steps add to
+        # token_loss_sums; each metric is updated once an epoch from them (seqlab.tasks.token_loss).
         self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        self.token_loss_sums = {stage: TokenLossSum() for stage in STAGES}
         self._first_val_token: torch.Tensor | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ class LanguageModelingTask(Task):
         targets = batch["targets"]  # (B, T)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
         tokens = (targets != IGNORE_INDEX).sum()
-        self.token_losses[f"{stage}_loss"].update(loss.detach(), weight=tokens)
+        self.token_loss_sums[stage].add(loss, tokens)
         if stage == "train" and logs_this_step(self.trainer):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=targets.size(0))
         return loss
@@ -95,6 +96,7 @@ class LanguageModelingTask(Task):
 
     def _log_epoch(self, stage: str) -> None:
         metric = self.token_losses[f"{stage}_loss"]
+        self.token_loss_sums[stage].flush_into(metric)
         if metric.update_count == 0:
             return
         loss = metric.compute()

@@ -18,6 +18,7 @@ from seqlab.data.parallel_text import decode_target
 from seqlab.data.tokenizers import TextTokenizer
 from seqlab.tasks.base import STAGES, Task
 from seqlab.tasks.step_logging import logs_this_step
+from seqlab.tasks.token_loss import TokenLossSum
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Seq2SeqTask(Task):
         self.num_samples = num_samples
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
         self.token_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        self.token_loss_sums = {stage: TokenLossSum() for stage in STAGES}
         self.translations: dict[str, list[tuple[str, str]]] = {"val": [], "test": []}
 
     def forward(self, source_ids: torch.Tensor, source_lengths: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
@@ -94,9 +96,9 @@ class Seq2SeqTask(Task):
         if stage == "train" and self.label_smoothing:
             # The reported loss is the plain one, so train, val and test losses (and ppl) compare.
             plain = F.cross_entropy(logits.detach(), targets, ignore_index=IGNORE_INDEX)
-            self.token_losses["train_loss"].update(plain, weight=tokens)
+            self.token_loss_sums["train"].add(plain, tokens)
         else:
-            self.token_losses[f"{stage}_loss"].update(loss.detach(), weight=tokens)
+            self.token_loss_sums[stage].add(loss, tokens)
         if stage == "train" and logs_this_step(self.trainer):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=targets.size(0))
         return loss
@@ -117,6 +119,7 @@ class Seq2SeqTask(Task):
 
     def _log_epoch(self, stage: str) -> None:
         metric = self.token_losses[f"{stage}_loss"]
+        self.token_loss_sums[stage].flush_into(metric)
         if metric.update_count == 0:
             return
         loss = metric.compute()
