@@ -28,7 +28,8 @@ class UnprofiledRun(PassThroughProfiler):
     """Lightning's default profiler, which records nothing, without its cost: Lightning wraps each
     hook it calls (six hooks a step for each of a dozen callbacks, and the module's and strategy's)
     in `profiler.profile(name)`, a generator-based context manager, about 190 a training step. One
-    reusable no-op context instead: on a small LSTM that is about 1% of the step (docs/benchmarks.md)."""
+    reusable no-op context instead: the default LSTM run's step makes 4,225 Python calls instead of
+    4,868 (docs/benchmarks.md)."""
 
     def profile(self, action_name: str) -> contextlib.nullcontext:
         return _NO_OP
