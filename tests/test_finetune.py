@@ -403,3 +403,13 @@ def test_sweep_presets_launch_one_job_per_setting(compose_config, preset, jobs):
     assert cfg.finetune.from_ckpt == "pretrained.ckpt"
     if preset == "finetune_gpt_cv":
         assert cfg.data.num_folds == 5
+
+
+def test_from_ckpt_null_trains_the_same_preset_from_scratch(pretrained, compose_config, in_hydra, tmp_path):
+    """The baseline a pretraining's gain is measured against: no weights loaded, the data's own tokenizer."""
+    data_dir, _, pretrain_dir = pretrained
+    in_hydra(train, compose_config(_finetune_overrides(data_dir, "null", "trainer.max_epochs=1")))
+    run_dir = tmp_path / "run"
+    assert not (run_dir / REPORT_FILE).exists()
+    assert json.loads((run_dir / "tokenizer.json").read_text()) != json.loads((pretrain_dir / "tokenizer.json").read_text())
+    assert "test/acc" in read_metrics(run_dir)

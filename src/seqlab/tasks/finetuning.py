@@ -194,11 +194,17 @@ def load_matching(
     return report
 
 
-def read_pretrained_run(finetune: DictConfig) -> SavedRun:
+def read_pretrained_run(finetune: DictConfig) -> SavedRun | None:
     """The checkpoint `finetune.from_ckpt` names, read once: the data's tokenizer (with
-    finetune.tokenizer=checkpoint) and the model's weights both come from this one read."""
+    finetune.tokenizer=checkpoint) and the model's weights both come from this one read. None for
+    `finetune.from_ckpt=null`: the same preset from scratch, the baseline a pretraining's gain is measured against."""
+    if not OmegaConf.is_missing(finetune, "from_ckpt") and finetune.from_ckpt is None:
+        log.info("finetune.from_ckpt=null: training from scratch, with no pretrained weights and the data's own tokenizer")
+        return None
     if OmegaConf.is_missing(finetune, "from_ckpt") or not finetune.from_ckpt:
-        raise SeqlabError("fine-tuning needs finetune.from_ckpt=<checkpoint> (a pretraining run's metrics.json names its best)")
+        raise SeqlabError(
+            "fine-tuning needs finetune.from_ckpt=<checkpoint> (a pretraining run's metrics.json names its best; null trains the same model from scratch)"
+        )
     if finetune.tokenizer not in TOKENIZER_SOURCES:
         raise SeqlabError(f"finetune.tokenizer={finetune.tokenizer!r}: use 'checkpoint' (the pretraining run's tokenizer) or 'data'")
     return read_run(str(finetune.from_ckpt), f"finetune.from_ckpt={finetune.from_ckpt}")
