@@ -29,6 +29,8 @@ def optuna_sweep(tmp_path_factory) -> Path:
     return sweep
 
 
+# 22 s of five commands; the default suite keeps the expansion itself (the next test) under its 10 minutes.
+@pytest.mark.slow
 def test_optuna_sweep_best_trial_retrained_evaluated_exported_and_served(optuna_sweep, tmp_path):
     """The commands of docs/sweeps.md, "From a sweep to the model you ship"."""
     results = yaml.safe_load((optuna_sweep / "optimization_results.yaml").read_text())
