@@ -29,11 +29,12 @@ class TrainingPredictions(pl.Callback):
             TRAINING_BATCHES.append((pl_module(batch["input_ids"], batch["lengths"]), batch["labels"]))
 
 
-def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path):
+@pytest.mark.parametrize("binary_output", ["softmax", "sigmoid"])
+def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path, binary_output):
     # Without dropout, the task's forward just before a step gives the probabilities that step trains on.
     TRAINING_BATCHES.clear()
     recorder = f"+callbacks.training_predictions={{_target_: {__name__}.TrainingPredictions}}"
-    in_hydra(train, compose_config([*FAST, "trainer.max_epochs=1", "model.dropout=0.0", recorder]))
+    in_hydra(train, compose_config([*FAST, "trainer.max_epochs=1", "model.dropout=0.0", f"task.binary_output={binary_output}", recorder]))
 
     metrics = read_metrics(tmp_path / "run")
     probs = torch.cat([p for p, _ in TRAINING_BATCHES])

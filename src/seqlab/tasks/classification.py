@@ -99,12 +99,17 @@ class SequenceClassificationTask(Task):
             collection["auroc"].update(probs[:, 1], labels)
 
     def _remember_train_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Keep the predicted class (and the positive-class probability for AUROC), not the logits:
-        one number or two per example, whatever the number of classes."""
-        probs = self.probabilities(logits)
-        predictions = {"predicted": probs.argmax(-1), "labels": labels}
-        if self.num_classes == 2:
-            predictions["positive"] = probs[:, 1]
+        """Keep the predicted class (and, for two classes, the positive class's score), not the
+        logits: one number or two per example, whatever the number of classes. Read from the logits
+        directly, since softmax and sigmoid keep their order; the score becomes a probability once
+        an epoch, in `on_train_epoch_end`."""
+        if self.single_logit:
+            score = logits.squeeze(-1)
+            predictions = {"predicted": (score > 0).long(), "labels": labels, "positive_logit": score}
+        else:
+            predictions = {"predicted": logits.argmax(-1), "labels": labels}
+            if self.num_classes == 2:  # softmax over two logits is the sigmoid of their difference
+                predictions["positive_logit"] = logits[:, 1] - logits[:, 0]
         self._train_predictions.append(predictions)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -124,7 +129,7 @@ class SequenceClassificationTask(Task):
         collection["acc"].update(epoch["predicted"], epoch["labels"])
         collection["f1"].update(epoch["predicted"], epoch["labels"])
         if "auroc" in collection:
-            collection["auroc"].update(epoch["positive"], epoch["labels"])
+            collection["auroc"].update(torch.sigmoid(epoch["positive_logit"].float()), epoch["labels"])
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=epoch["labels"].numel())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
