@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from pytorch_lightning.utilities import rank_zero_only
 
 
@@ -111,8 +112,10 @@ class LearningCurves(pl.Callback):
                     steps, values = zip(*series)
                     axis.plot(steps, values, label=f"{stage}/{metric}", **style)
             axis.set_xlabel("step")
-            axis.set_ylabel(metric)
-            axis.set_title(metric)
+            axis.set_ylabel(metric)  # no title of its own: the label names the metric, and a title is placed by measuring the ticks
+            # At most five ticks an axis: each tick is a line and a text to lay out and draw.
+            axis.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            axis.yaxis.set_major_locator(MaxNLocator(5))
             axis.grid(alpha=0.3)
             # A fixed corner, away from where curves end (a loss falls, the monitored metric usually
             # rises): "best" searches every plotted point for the emptiest one, a cost that grows with the steps.
@@ -120,6 +123,6 @@ class LearningCurves(pl.Callback):
         figure.suptitle(f"Learning curves ({self.path.parent.name})")
         # Fixed margins (room for the tick labels, axis labels and titles) rather than tight_layout,
         # which draws the figure once more to measure them.
-        figure.subplots_adjust(left=0.1 / len(metrics), right=1 - 0.03 / len(metrics), bottom=0.13, top=0.85, wspace=0.25)
+        figure.subplots_adjust(left=0.1 / len(metrics), right=1 - 0.03 / len(metrics), bottom=0.13, top=0.9, wspace=0.25)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(self.path, dpi=110)
