@@ -95,11 +95,13 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
         # The best checkpoint; the last one when no best was saved (the monitored metric never logged).
         best = next((checkpoint.best_model_path for checkpoint in trainer.checkpoint_callbacks if checkpoint.best_model_path), "")
         evaluated_ckpt = best or None
-        metrics.update(runs.scalar_metrics(trainer.validate(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, verbose=False, weights_only=True)[0]))
+        # Lightning returns no results for a stage its limit turns off (trainer.limit_val_batches=0).
+        results = trainer.validate(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, verbose=False, weights_only=True)
+        metrics.update(runs.scalar_metrics(results[0] if results else {}))
         if cfg.get("test"):
-            metrics.update(runs.scalar_metrics(trainer.test(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, weights_only=True)[0]))
+            results = trainer.test(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, weights_only=True)
+            metrics.update(runs.scalar_metrics(results[0] if results else {}))
 
-        value = runs.optimized_value(cfg, metrics)
         metrics.update(datamodule.split_sizes)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json",
@@ -111,6 +113,8 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
                 **({FROM_SWEEP: cfg.from_sweep} if cfg.get(FROM_SWEEP) else {}),
             },
         )
+        # After metrics.json: a run whose optimized metric is missing keeps what it measured.
+        value = runs.optimized_value(cfg, metrics)
         failed = False
         return value
     finally:
