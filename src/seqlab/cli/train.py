@@ -102,6 +102,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
             results = trainer.test(task, datamodule=datamodule, ckpt_path=evaluated_ckpt, weights_only=True)
             metrics.update(runs.scalar_metrics(results[0] if results else {}))
 
+        value = runs.optimized_value(cfg, metrics)
         metrics.update(datamodule.split_sizes)
         runs.write_json(
             runs.run_dir(cfg) / "metrics.json",
@@ -113,8 +114,6 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
                 **({FROM_SWEEP: cfg.from_sweep} if cfg.get(FROM_SWEEP) else {}),
             },
         )
-        # After metrics.json: a run whose optimized metric is missing keeps what it measured.
-        value = runs.optimized_value(cfg, metrics)
         failed = False
         return value
     finally:
