@@ -36,6 +36,9 @@ CATALOGUE = {
     "unknown group option": Mistake([*TRAIN, "model=transformerr"], "Available options in 'model'", hydra_message=True),
     "unknown key": Mistake([*TRAIN, "trainer.max_epoch=3"], "trainer.max_epoch", hydra_message=True),
     "wrong type": Mistake([*TRAIN, "trainer.max_epochs=three"], "trainer.max_epochs='three' has the wrong type"),
+    # Hydra stops on these with a traceback while composing, before any seqlab code runs.
+    "config group set to null": Mistake([*TRAIN, "finetune=null"], "finetune=null: a config group is not set to null; remove it with ~finetune"),
+    "eval's config group set to null": Mistake(["seqlab-eval", "logger=null", "hydra.run.dir={run}"], "remove it with ~logger"),
     "missing checkpoint": Mistake([*TRAIN, "ckpt_path=/no/such.ckpt"], "checkpoint /no/such.ckpt does not exist"),
     "missing last checkpoint": Mistake([*TRAIN, "ckpt_path=last"], "(ckpt_path=last resumes in the run dir"),
     "optimized metric not produced": Mistake([*TRAIN, "optimized_metric=val/bleu", "debug=fdr"], "optimized_metric='val/bleu' was not produced"),

@@ -1,6 +1,8 @@
-"""Checks of the composed config that Hydra does not make: value types of command-line overrides, and
-settings that must be positive."""
+"""Checks that Hydra does not make: value types of command-line overrides and settings that must be
+positive, in the composed config; config groups set to null, on the command line before composing."""
 
+import importlib.resources
+from collections.abc import Sequence
 from typing import Any
 
 from hydra import compose
@@ -9,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, exit_with_errors, traceback_requested
 
 
 def _type_name(value: Any) -> str:
@@ -78,3 +80,17 @@ def _check_value_types(cfg: DictConfig, value_overrides: list[Any], defaults: Di
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if not _compatible(default, value):
             raise SeqlabError(f"{key}={value!r} has the wrong type: {key} takes {_type_name(default)} (default {default!r})")
+
+
+def refuse_null_groups(argv: Sequence[str]) -> None:
+    """Exit with one line on a config group set to null (`finetune=null`): Hydra stops on it with a
+    Python traceback while composing, before any seqlab code runs. `~group` removes a group."""
+    conf = importlib.resources.files("seqlab.conf")
+    for argument in argv:
+        key, equals, value = argument.partition("=")
+        group = key.lstrip("+").partition("@")[0]
+        if equals and value.strip().lower() == "null" and group and conf.joinpath(*group.split("/")).is_dir():
+            message = f"{argument}: a config group is not set to null; remove it with ~{group} (or choose one of conf/{group}/)"
+            if traceback_requested():
+                raise SeqlabError(message)
+            exit_with_errors([message])

@@ -9,6 +9,7 @@ Imports of torch and Lightning (and of the seqlab modules that import them) happ
 function, so `--help` answers at once.
 """
 
+import sys
 from typing import TYPE_CHECKING
 
 import hydra
@@ -16,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, reports_errors
 from seqlab.launch.memory import keep_freed_memory
@@ -159,8 +160,14 @@ def evaluate_ensemble(cfg: DictConfig, members: "list[EnsembleMember]") -> dict[
         finish_wandb(failed)
 
 
+def main() -> None:
+    """seqlab-eval: refuse a config group set to null in one line, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
+    run_eval()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def run_eval(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 

@@ -7,13 +7,14 @@ function, so `--help` answers at once.
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.data.download import sha256_of
 from seqlab.data.labels import write_label_ids
 from seqlab.errors import SeqlabError, reports_errors
@@ -119,8 +120,14 @@ def write_ensemble(directory: Path, members: "list[EnsembleMember]", cfg: DictCo
     return {"format": cfg.format, "kind": CLASSIFICATION, "max_length": min(limits) if limits else None, "members": entries}
 
 
+def main() -> None:
+    """seqlab-export: refuse a config group set to null in one line, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
+    run_export()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="export")
-def main(cfg: DictConfig) -> None:
+def run_export(cfg: DictConfig) -> None:
     export(cfg)
 
 

@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.errors import SeqlabError, reports_errors
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,14 @@ def generate(cfg: DictConfig) -> list[str]:
     return samples
 
 
+def main() -> None:
+    """seqlab-generate: refuse a config group set to null in one line, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
+    run_generate()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="generate")
-def main(cfg: DictConfig) -> None:
+def run_generate(cfg: DictConfig) -> None:
     generate(cfg)
 
 

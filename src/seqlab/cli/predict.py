@@ -12,6 +12,7 @@ model, so `--help` answers at once.
 import itertools
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.deploy.inputs import read_text_batches
 from seqlab.deploy.outputs import PredictionWriter
 from seqlab.errors import SeqlabError, reports_errors
@@ -132,8 +133,14 @@ def load_predictor(cfg: DictConfig, command: str) -> "Predictor":
     return predictor_for_checkpoint(runs.resolve_ckpt_path(cfg), cfg.paths, command, cfg.device, cfg.trusted_packages)
 
 
+def main() -> None:
+    """seqlab-predict: refuse a config group set to null in one line, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
+    run_predict()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def run_predict(cfg: DictConfig) -> None:
     predict(cfg)
 
 

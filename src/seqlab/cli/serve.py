@@ -1,9 +1,11 @@
 """seqlab-serve: serve an exported bundle over HTTP (FastAPI on uvicorn), on 127.0.0.1 unless `host` says otherwise."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.errors import SeqlabError, reports_errors
 
 
@@ -36,8 +38,14 @@ def serve(cfg: DictConfig) -> None:
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
 
 
+def main() -> None:
+    """seqlab-serve: refuse a config group set to null in one line, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
+    run_serve()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqlab.conf", config_name="serve")
-def main(cfg: DictConfig) -> None:
+def run_serve(cfg: DictConfig) -> None:
     serve(cfg)
 
 

@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from seqlab.cli.config_checks import check_override_types
+from seqlab.cli.config_checks import check_override_types, refuse_null_groups
 from seqlab.console import hide_known_noise
 from seqlab.errors import SeqlabError, exit_with_errors, reports_errors, traceback_requested
 from seqlab.launch.memory import keep_freed_memory
@@ -224,7 +224,8 @@ def data_config_has(key: str, overrides: list[str]) -> bool:
 
 
 def main() -> None:
-    """seqlab-train: expand `from_sweep`, then run Hydra on the command line."""
+    """seqlab-train: expand `from_sweep`, refuse a config group set to null, then run Hydra on the command line."""
+    refuse_null_groups(sys.argv[1:])
     try:
         sys.argv[1:] = with_from_sweep_expanded(sys.argv[1:])
     except SeqlabError as error:
