@@ -1,35 +1,10 @@
-"""Bad input gives one line naming the problem, a non-zero exit, no traceback, and no metrics.json."""
+"""A full traceback on request, and settings set to null. Each mistake's one line (no traceback, no
+metrics.json) is checked by the catalogue in test_one_line_errors.py."""
 
 import pytest
 
 from conftest import run_cli
 from seqlab.errors import SeqlabError
-
-CASES = {
-    "unknown group option": (["model=transformerr"], "Available options in 'model'"),
-    "unknown key": (["trainer.max_epoch=3"], "trainer.max_epoch"),
-    "wrong type": (["trainer.max_epochs=three"], "trainer.max_epochs='three' has the wrong type"),
-    "missing checkpoint": (["ckpt_path=/no/such.ckpt"], "checkpoint /no/such.ckpt does not exist"),
-    "missing last checkpoint": (["ckpt_path=last"], "does not exist (ckpt_path=last resumes"),
-    "optimized metric not produced": (["optimized_metric=val/bleu", "debug=fdr"], "optimized_metric='val/bleu' was not produced"),
-}
-
-
-@pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_bad_input_is_one_clear_line(tmp_path, case):
-    overrides, message = CASES[case]
-    run_dir = tmp_path / "run"
-    result = run_cli("seqlab-train", *overrides, f"hydra.run.dir={run_dir}", "data.train_size=200", cwd=tmp_path)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (run_dir / "metrics.json").exists()
-
-
-def test_eval_without_checkpoint_says_what_to_pass(tmp_path):
-    result = run_cli("seqlab-eval", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "ckpt_path" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_full_traceback_on_request(tmp_path):
