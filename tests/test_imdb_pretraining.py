@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conftest import read_metrics, train_in_process
-from data_fixtures import make_aclimdb
+from data_fixtures import labelled_rows, make_aclimdb, write_rows
 from seqlab.cli.train import train
 from seqlab.deploy.onnx_export import PaddedRNNClassifier
 from seqlab.errors import SeqlabError
@@ -156,6 +156,24 @@ def test_a_pretrained_language_model_fine_tunes_as_an_imdb_classifier(pretrained
     # The reviews were tokenised with the pretraining run's vocabulary.
     assert json.loads((run_dir / "tokenizer.json").read_text()) == json.loads((pretrain_dir / "tokenizer.json").read_text())
     assert "test/acc" in read_metrics(run_dir)
+
+
+def test_the_pair_runs_on_a_users_own_text_and_topics(compose_config, in_hydra, tmp_path):
+    """The same two commands on other data: pretraining on a plain text file (data=text_lm, which
+    reads characters unless told otherwise), fine-tuning on a four-topic CSV (data=text_files)."""
+    topics = ("world", "sports", "business", "science")
+    rows = labelled_rows(120, labels=topics)
+    (tmp_path / "corpus.txt").write_text("\n".join(text for text, _ in rows) + "\n")
+    write_rows(tmp_path / "topics.csv", rows, "csv")
+    pretrain = [o for o in _pretrain_overrides(tmp_path) if not o.startswith("paths.data_dir")]
+    lm_dir = tmp_path / "lm"
+    train_in_process([*pretrain, "data=text_lm", f"data.files=[{tmp_path / 'corpus.txt'}]"], lm_dir)
+    assert json.loads((lm_dir / "tokenizer.json").read_text())["name"] == "word"
+    finetune = _finetune_overrides(tmp_path, read_metrics(lm_dir)["ckpt_path"], "data=text_files", f"data.train_file={tmp_path / 'topics.csv'}")
+    in_hydra(train, compose_config(finetune))
+    metrics = read_metrics(tmp_path / "run")
+    head = torch.load(tmp_path / "run" / metrics["ckpt_path"], weights_only=True)["state_dict"]["net.head.weight"]
+    assert head.shape[0] == len(topics) and "test/acc" in metrics
 
 
 def test_a_concat_pooling_classifier_exports_with_the_same_outputs():
