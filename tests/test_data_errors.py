@@ -43,10 +43,13 @@ def test_header_only_csv_and_empty_parquet_have_no_rows(tmp_path):
 
 
 @pytest.mark.parametrize("format,extension", [("csv", "csv"), ("tsv", "tsv"), ("jsonl", "jsonl"), ("parquet", "parquet")])
-def test_missing_column(tmp_path, format, extension):
+def test_missing_column_names_the_setting_for_it(tmp_path, format, extension):
     write_rows(tmp_path / f"train.{extension}", labelled_rows(20), format, text_column="review")
     message = setup_error(text_files(tmp_path, f"train.{extension}"))
-    assert f"train.{extension}" in message and "'text'" in message and "data.text_column" in message
+    assert f"train.{extension}" in message and "'text'" in message and message.endswith("; set data.text_column")
+    write_rows(tmp_path / f"stars.{extension}", labelled_rows(20), format, label_column="stars")
+    message = setup_error(text_files(tmp_path, f"stars.{extension}"))
+    assert "'label'" in message and message.endswith("; set data.label_column")
     assert_cache_empty(tmp_path)
 
 

@@ -86,7 +86,12 @@ def test_long_training_pairs_are_dropped_and_long_evaluation_pairs_cut_with_coun
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["data.source_column=english"], r"pairs.tsv: no column 'english' \(columns: ref, en, es\)"),
+        (["data.source_column=english"], r"pairs.tsv: no column 'english' \(columns: ref, en, es\); set data.source_column$"),
+        (["data.target_column=spanish"], r"no column 'spanish' \(columns: ref, en, es\); set data.target_column$"),
+        (
+            ["data.group_column=book", "data.val_groups=[a]", "data.test_groups=[b]"],
+            r"no column 'book' \(columns: ref, en, es\); set data.group_column \(null: no groups\)$",
+        ),
         (BOOKS[:3], "data.group_column='ref' needs data.test_groups"),
         (
             ["data.group_column=ref", "data.val_groups=[Gamma]", "data.test_groups=[Delta]"],

@@ -243,12 +243,14 @@ class ParallelTextDataModule(SequenceDataModule):
 
     def read_pairs(self, path: Path) -> TextPairs:
         """The file's pairs; a missing column or an empty target is one line naming the file and the row."""
-        pairs = read_labelled_file(path, self.format, self.source_column, self.target_column, self.encoding)
+        pairs = read_labelled_file(path, self.format, self.source_column, self.target_column, self.encoding, ("data.source_column", "data.target_column"))
         return TextPairs(pairs.texts, pairs.labels)
 
     def read_groups(self, path: Path) -> list[str]:
         """Each row's group: the `group_column` value, or what `group_pattern` captures from it."""
-        groups = read_labelled_file(path, self.format, self.target_column, self.group_column, self.encoding).labels
+        groups = read_labelled_file(
+            path, self.format, self.target_column, self.group_column, self.encoding, ("data.target_column", "data.group_column (null: no groups)")
+        ).labels
         if self.group_pattern is None:
             return groups
         pattern = re.compile(self.group_pattern)

@@ -21,6 +21,8 @@ from seqlab.data.io import decode, read_text, text_lines
 from seqlab.errors import SeqlabError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "label_text")
+# The settings that name a labelled file's two columns, for the message when a file lacks one.
+COLUMN_KEYS = ("data.text_column", "data.label_column")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "label_text"}
 
 
@@ -53,14 +55,16 @@ def unlimited_csv_fields() -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def read_delimited(path: Path, delimiter: str, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+def read_delimited(
+    path: Path, delimiter: str, text_column: str, label_column: str, encoding: str = "utf-8", keys: tuple[str, str] = COLUMN_KEYS
+) -> LabelledTexts:
     """CSV or TSV with a header row naming the columns; quoted fields may span lines and be of any length."""
     reader = csv.DictReader(io.StringIO(read_text(path, encoding), newline=""), delimiter=delimiter)
     texts, labels = [], []
     with unlimited_csv_fields():
         try:
             columns = reader.fieldnames or []
-            _check_columns(path, columns, text_column, label_column)
+            _check_columns(path, columns, (text_column, label_column), keys)
             for row in reader:
                 texts.append(_field(path, f"line {reader.line_num}", row.get(text_column), text_column, allow_empty=True))
                 labels.append(_field(path, f"line {reader.line_num}", row.get(label_column), label_column))
@@ -69,7 +73,7 @@ def read_delimited(path: Path, delimiter: str, text_column: str, label_column: s
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_jsonl(path: Path, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+def read_jsonl(path: Path, text_column: str, label_column: str, encoding: str = "utf-8", keys: tuple[str, str] = COLUMN_KEYS) -> LabelledTexts:
     """One JSON object per line."""
     texts, labels = [], []
     for number, line in enumerate(text_lines(read_text(path, encoding)), start=1):
@@ -81,15 +85,15 @@ def read_jsonl(path: Path, text_column: str, label_column: str, encoding: str = 
             raise SeqlabError(f"{path}:{number}: not valid JSON ({error.msg})") from None
         if not isinstance(record, dict):
             raise SeqlabError(f"{path}:{number}: expected a JSON object with fields {text_column!r} and {label_column!r}")
-        for column in (text_column, label_column):
+        for column, key in zip((text_column, label_column), keys):
             if column not in record:
-                raise SeqlabError(f"{path}:{number}: no field {column!r} (fields: {', '.join(record)}); set data.text_column / data.label_column")
+                raise SeqlabError(f"{path}:{number}: no field {column!r} (fields: {', '.join(record)}); set {key}")
         texts.append(_field(path, f"line {number}", record[text_column], text_column, allow_empty=True))
         labels.append(_field(path, f"line {number}", record[label_column], label_column))
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_parquet(path: Path, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+def read_parquet(path: Path, text_column: str, label_column: str, encoding: str = "utf-8", keys: tuple[str, str] = COLUMN_KEYS) -> LabelledTexts:
     try:  # pyarrow is optional (seqlab[parquet]) and slow to import: loaded only when a Parquet file is read
         import pyarrow.parquet as pq
     except ImportError:
@@ -98,7 +102,7 @@ def read_parquet(path: Path, text_column: str, label_column: str, encoding: str 
         raise SeqlabError(f"{path}: no such file")
     try:
         columns = pq.read_schema(path).names
-        _check_columns(path, columns, text_column, label_column)
+        _check_columns(path, columns, (text_column, label_column), keys)
         table = pq.read_table(path, columns=[text_column, label_column])
     except SeqlabError:
         raise
@@ -111,18 +115,21 @@ def read_parquet(path: Path, text_column: str, label_column: str, encoding: str 
     return _nonempty(path, LabelledTexts(texts, labels))
 
 
-def read_labelled_file(path: Path, format: str | None, text_column: str, label_column: str, encoding: str = "utf-8") -> LabelledTexts:
+def read_labelled_file(
+    path: Path, format: str | None, text_column: str, label_column: str, encoding: str = "utf-8", keys: tuple[str, str] = COLUMN_KEYS
+) -> LabelledTexts:
     """Read `path` in `format`, or in the format its extension names when `format` is None; text in `encoding`
-    (Parquet's string columns are UTF-8 by definition; `encoding` decodes its binary columns)."""
+    (Parquet's string columns are UTF-8 by definition; `encoding` decodes its binary columns). `keys`
+    are the settings that name the two columns, for the message when the file lacks one."""
     format = format or format_of(path)
     if format == "csv":
-        return read_delimited(path, ",", text_column, label_column, encoding)
+        return read_delimited(path, ",", text_column, label_column, encoding, keys)
     if format == "tsv":
-        return read_delimited(path, "\t", text_column, label_column, encoding)
+        return read_delimited(path, "\t", text_column, label_column, encoding, keys)
     if format == "jsonl":
-        return read_jsonl(path, text_column, label_column, encoding)
+        return read_jsonl(path, text_column, label_column, encoding, keys)
     if format == "parquet":
-        return read_parquet(path, text_column, label_column, encoding)
+        return read_parquet(path, text_column, label_column, encoding, keys)
     if format == "label_text":
         return _nonempty(path, read_label_text_lines(path, encoding))
     raise SeqlabError(f"data.format={format!r} is not one of {', '.join(FORMATS)}")
@@ -135,10 +142,10 @@ def format_of(path: Path) -> str:
         raise SeqlabError(f"{path}: cannot tell the format from the extension {path.suffix!r}; set data.format to one of {', '.join(FORMATS)}") from None
 
 
-def _check_columns(path: Path, columns: list[str], text_column: str, label_column: str) -> None:
-    for column in (text_column, label_column):
+def _check_columns(path: Path, columns: list[str], wanted: tuple[str, str], keys: tuple[str, str]) -> None:
+    for column, key in zip(wanted, keys):
         if column not in columns:
-            raise SeqlabError(f"{path}: no column {column!r} (columns: {', '.join(map(str, columns)) or 'none'}); set data.text_column / data.label_column")
+            raise SeqlabError(f"{path}: no column {column!r} (columns: {', '.join(map(str, columns)) or 'none'}); set {key}")
 
 
 def _field(path: Path, where: str, value: Any, column: str, allow_empty: bool = False, encoding: str = "utf-8") -> str:
