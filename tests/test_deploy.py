@@ -358,6 +358,14 @@ def test_texts_of_concurrent_requests_share_model_calls():
     assert [len(call) for call in calls] == [4, 4, 2]
 
 
+def test_a_run_dir_stands_for_its_best_checkpoint(trained, texts, run_predict, compose_config, in_hydra, tmp_path):
+    input_file = write_lines(tmp_path / "in.txt", texts[:20])
+    by_dir = run_predict(f"ckpt_path={trained['run_dir']}", f"input={input_file}")
+    assert max_difference(by_dir, run_predict(f"ckpt_path={trained['ckpt']}", f"input={input_file}")) == 0
+    in_hydra(evaluate, compose_config([f"ckpt_path={trained['run_dir']}", "callbacks.progress_bar=null"], config_name="eval", run_dir=tmp_path / "eval"))
+    assert read_metrics(tmp_path / "eval")["ckpt_path"] == trained["ckpt"]
+
+
 # -- seqlab-eval's report and the learning curves ----------------------------------------------
 
 

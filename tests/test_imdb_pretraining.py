@@ -160,7 +160,8 @@ def test_a_pretrained_language_model_fine_tunes_as_an_imdb_classifier(pretrained
 
 def test_the_pair_runs_on_a_users_own_text_and_topics(compose_config, in_hydra, tmp_path):
     """The same two commands on other data: pretraining on a plain text file (data=text_lm, which
-    reads characters unless told otherwise), fine-tuning on a four-topic CSV (data=text_files)."""
+    reads characters unless told otherwise), fine-tuning on a four-topic CSV (data=text_files) from
+    the pretraining's run dir (its best checkpoint)."""
     topics = ("world", "sports", "business", "science")
     rows = labelled_rows(120, labels=topics)
     (tmp_path / "corpus.txt").write_text("\n".join(text for text, _ in rows) + "\n")
@@ -169,7 +170,7 @@ def test_the_pair_runs_on_a_users_own_text_and_topics(compose_config, in_hydra, 
     lm_dir = tmp_path / "lm"
     train_in_process([*pretrain, "data=text_lm", f"data.files=[{tmp_path / 'corpus.txt'}]"], lm_dir)
     assert json.loads((lm_dir / "tokenizer.json").read_text())["name"] == "word"
-    finetune = _finetune_overrides(tmp_path, read_metrics(lm_dir)["ckpt_path"], "data=text_files", f"data.train_file={tmp_path / 'topics.csv'}")
+    finetune = _finetune_overrides(tmp_path, str(lm_dir), "data=text_files", f"data.train_file={tmp_path / 'topics.csv'}")
     in_hydra(train, compose_config(finetune))
     metrics = read_metrics(tmp_path / "run")
     head = torch.load(tmp_path / "run" / metrics["ckpt_path"], weights_only=True)["state_dict"]["net.head.weight"]

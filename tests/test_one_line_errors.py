@@ -42,7 +42,7 @@ CATALOGUE = {
     "missing checkpoint": Mistake([*TRAIN, "ckpt_path=/no/such.ckpt"], "checkpoint /no/such.ckpt does not exist"),
     "missing last checkpoint": Mistake([*TRAIN, "ckpt_path=last"], "(ckpt_path=last resumes in the run dir"),
     "optimized metric not produced": Mistake([*TRAIN, "optimized_metric=val/bleu", "debug=fdr"], "optimized_metric='val/bleu' was not produced"),
-    "eval without a checkpoint": Mistake(["seqlab-eval", "hydra.run.dir={run}"], "seqlab-eval needs ckpt_path=<checkpoint file>"),
+    "eval without a checkpoint": Mistake(["seqlab-eval", "hydra.run.dir={run}"], "seqlab-eval needs ckpt_path=<checkpoint file or run dir>"),
     "missing training file": Mistake([*TEXT_FILES, "data.train_file=nowhere.csv"], "nowhere.csv: no such file"),
     "text that is not UTF-8": Mistake([*TEXT_FILES, "data.train_file=latin1.csv"], "latin1.csv: not UTF-8 text"),
     # Settings out of range.

@@ -12,6 +12,7 @@ import torch
 from conftest import FAST, run_cli
 from seqlab.cli.train import train
 from seqlab.errors import SeqlabError
+from seqlab.runs import run_checkpoint
 
 EPOCHS = 4
 
@@ -90,3 +91,11 @@ def test_every_setting_that_trains_nothing_is_refused(compose_config, in_hydra, 
     with pytest.raises(SeqlabError, match=re.escape(f"{setting.removeprefix('+')} trains nothing")):
         in_hydra(train, compose_config([*overrides(), setting]))
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_run_dir_names_its_best_checkpoint_and_to_resume_its_last(trained_run, tmp_path):
+    best = json.loads((trained_run / "metrics.json").read_text())["ckpt_path"]
+    assert run_checkpoint(trained_run) == str(trained_run / best)
+    assert run_checkpoint(trained_run, prefer="last") == str(trained_run / "checkpoints" / "last.ckpt")
+    with pytest.raises(SeqlabError, match="neither a checkpoint file nor a run dir with checkpoints/"):
+        run_checkpoint(tmp_path)

@@ -67,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     use_threads(cfg.get("threads"))
     keep_freed_memory(cfg.get("keep_freed_memory", True))
     if cfg.get("ckpt_path") in (None, "last"):
-        raise SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
+        raise SeqlabError("seqlab-eval needs ckpt_path=<checkpoint file or run dir> (a run dir: its best checkpoint)")
     members = ensemble_members(cfg.ckpt_path, cfg.ensemble.allow_missing)
     if members is not None:
         return evaluate_ensemble(cfg, members)

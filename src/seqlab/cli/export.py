@@ -42,7 +42,7 @@ def export(cfg: DictConfig) -> str:
     if cfg.format not in bundle.FORMATS:
         raise SeqlabError(f"format={cfg.format!r} is not supported: choose one of {', '.join(bundle.FORMATS)}")
     if cfg.get("ckpt_path") in (None, "last"):
-        raise SeqlabError("seqlab-export needs ckpt_path=<checkpoint file> (a run's metrics.json names its best one)")
+        raise SeqlabError("seqlab-export needs ckpt_path=<checkpoint file or run dir> (a run dir: its best checkpoint)")
     if not cfg.get("output_dir"):
         raise SeqlabError("seqlab-export needs output_dir=<dir> for the bundle (it must not exist yet, or add overwrite=true)")
     members = ensemble_members(cfg.ckpt_path, cfg.ensemble.allow_missing)

@@ -67,7 +67,7 @@ def train_run(cfg: DictConfig) -> float | list[float] | None:
 
     cluster.adopt_task_ranks()
     check_override_types(cfg)
-    ckpt_path = runs.resolve_ckpt_path(cfg) or cluster.resume_checkpoint(cfg)
+    ckpt_path = runs.resolve_ckpt_path(cfg, prefer="last") or cluster.resume_checkpoint(cfg)
     if ckpt_path is not None:
         check_something_left_to_train(cfg, runs.read_run(ckpt_path).progress, runs.run_dir(cfg))
     runs.write_resolved_config(cfg)

@@ -7,7 +7,7 @@ The commands use these through the names below: `runs.build_task(cfg, datamodule
 """
 
 from seqlab.runs.build import build_datamodule, build_task, build_trainer, restore_datamodule
-from seqlab.runs.files import optimized_value, resolve_ckpt_path, run_dir, scalar_metrics, write_json, write_resolved_config
+from seqlab.runs.files import optimized_value, resolve_ckpt_path, run_checkpoint, run_dir, scalar_metrics, write_json, write_resolved_config
 from seqlab.runs.record import SavedRun, TrainingProgress, read_run
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "optimized_value",
     "read_run",
     "resolve_ckpt_path",
+    "run_checkpoint",
     "restore_datamodule",
     "run_dir",
     "SavedRun",

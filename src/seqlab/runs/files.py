@@ -17,11 +17,33 @@ def run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`last` means this run dir's last checkpoint; any other value must be an existing file."""
+def run_checkpoint(path: Path, prefer: str = "best") -> str:
+    """A checkpoint file as it is; of a run dir, its best checkpoint (the one its metrics.json names)
+    or, with `prefer="last"` or when metrics.json names none, its checkpoints/last.ckpt."""
+    if path.is_file():
+        return str(path)
+    metrics_path = path / "metrics.json"
+    if prefer == "best" and metrics_path.is_file():
+        try:
+            best = json.loads(metrics_path.read_text()).get("ckpt_path")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise SeqlabError(f"{metrics_path}: not a run's metrics.json (a JSON object naming ckpt_path); pass the checkpoint file instead") from None
+        if best and (path / best).is_file():
+            return str(path / best)
+    last = path / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return str(last)
+    raise SeqlabError(f"{path} is neither a checkpoint file nor a run dir with checkpoints/")
+
+
+def resolve_ckpt_path(cfg: DictConfig, prefer: str = "best") -> str | None:
+    """`last` means this run dir's last checkpoint; a run dir, that run's best checkpoint (its last with
+    `prefer="last"`: what resuming wants); any other value must be an existing file."""
     if cfg.get("ckpt_path") is None:
         return None
     path = run_dir(cfg) / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    if path.is_dir():
+        return run_checkpoint(path, prefer)
     if not path.is_file():
         hint = " (ckpt_path=last resumes in the run dir of the run to continue: add hydra.run.dir=<that dir>)" if cfg.ckpt_path == "last" else ""
         raise SeqlabError(f"checkpoint {path} does not exist{hint}")

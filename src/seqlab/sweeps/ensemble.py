@@ -10,7 +10,6 @@ A fold that failed or did not finish is refused, naming it, unless `ensemble.all
 then the ensemble is the finished folds, and a warning names the others.
 """
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from omegaconf import ListConfig
 
 from seqlab.errors import SeqlabError
+from seqlab.runs.files import run_checkpoint
 from seqlab.sweeps.cv import FoldJob, collect_sweep_folds, read_fold_job
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class EnsembleMember:
 
 
 def ensemble_members(ckpt_path: Any, allow_missing: bool = False) -> list[EnsembleMember] | None:
-    """The members named by a `ckpt_path` setting; None when it names one checkpoint file (or `last`)."""
+    """The members named by a `ckpt_path` setting; None when it names one checkpoint file, one run's dir or `last`."""
     if isinstance(ckpt_path, (list, tuple, ListConfig)):
         if not ckpt_path:
             raise SeqlabError("ckpt_path=[] names no checkpoint: list the members' checkpoints or run dirs")
@@ -44,6 +44,8 @@ def ensemble_members(ckpt_path: Any, allow_missing: bool = False) -> list[Ensemb
     if ckpt_path is None or not Path(str(ckpt_path)).is_dir():
         return None
     sweep_dir = Path(str(ckpt_path))
+    if (sweep_dir / "checkpoints").is_dir():  # one run's dir: its best checkpoint, not an ensemble
+        return None
     jobs = fold_jobs(sweep_dir)
     finished = [job for job in jobs if job.status == "completed"]
     unfinished = [f"fold {job.fold} {job.status} ({job.job_dir}{': ' + job.error if job.error else ''})" for job in jobs if job.status != "completed"]
@@ -76,18 +78,3 @@ def fold_jobs(sweep_dir: Path) -> list[FoldJob]:
             "pass one configuration's checkpoints as a list, ckpt_path='[a.ckpt,b.ckpt]'"
         )
     return sorted(jobs, key=lambda job: job.fold)
-
-
-def run_checkpoint(path: Path) -> str:
-    """A checkpoint file as it is; a run dir's best checkpoint (its metrics.json's), else its last."""
-    if path.is_file():
-        return str(path)
-    metrics_path = path / "metrics.json"
-    if metrics_path.is_file():
-        best = json.loads(metrics_path.read_text()).get("ckpt_path")
-        if best and (path / best).is_file():
-            return str(path / best)
-    last = path / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        return str(last)
-    raise SeqlabError(f"{path} is neither a checkpoint nor a run dir with checkpoints/ (ckpt_path lists checkpoints or run dirs)")

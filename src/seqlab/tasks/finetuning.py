@@ -27,6 +27,7 @@ from seqlab.data.tokenizers import TextTokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.hf import HFClassifier
 from seqlab.models.lora import add_lora, is_lora_parameter, merge_lora
+from seqlab.runs.files import run_checkpoint
 from seqlab.runs.record import SavedRun, read_run
 from seqlab.tasks.classification import SequenceClassificationTask
 from seqlab.tasks.optim import build_optimizer
@@ -203,11 +204,12 @@ def read_pretrained_run(finetune: DictConfig) -> SavedRun | None:
         return None
     if OmegaConf.is_missing(finetune, "from_ckpt") or not finetune.from_ckpt:
         raise SeqlabError(
-            "fine-tuning needs finetune.from_ckpt=<checkpoint> (a pretraining run's metrics.json names its best; null trains the same model from scratch)"
+            "fine-tuning needs finetune.from_ckpt=<checkpoint or run dir> (a pretraining run's dir: its best checkpoint; null trains the same model from scratch)"
         )
     if finetune.tokenizer not in TOKENIZER_SOURCES:
         raise SeqlabError(f"finetune.tokenizer={finetune.tokenizer!r}: use 'checkpoint' (the pretraining run's tokenizer) or 'data'")
-    return read_run(str(finetune.from_ckpt), f"finetune.from_ckpt={finetune.from_ckpt}")
+    path = Path(str(finetune.from_ckpt))
+    return read_run(run_checkpoint(path) if path.is_dir() else str(path), f"finetune.from_ckpt={finetune.from_ckpt}")
 
 
 def check_vocabulary(tokenizer: TextTokenizer, pretrained: SavedRun) -> None:
