@@ -210,12 +210,17 @@ def plain_steps(cfg: DictConfig, workload: PlainWorkload, steps: int) -> Iterato
 
 class Lockstep(pl.Callback):
     """Runs one plain step after each of seqlab's steps and times both, in rounds of `round_steps`
-    steps: per round, (seqlab CPU s, plain CPU s). The first step of each side is a warm-up."""
+    steps: per round, (seqlab CPU s, plain CPU s). The first step of each side is a warm-up. Also
+    keeps the Lightning side's CPU s of each step apart by whether it began an epoch: that step
+    carries the previous epoch's end (its checkpoint, its epoch metrics)."""
 
     def __init__(self, plain: Iterator[None], round_steps: int) -> None:
         self.plain = plain
         self.round_steps = round_steps
         self.rounds: list[tuple[float, float]] = []
+        self.epoch_first_steps: list[float] = []
+        self.other_steps: list[float] = []
+        self.steps_per_epoch = 0
         self._seqlab = self._plain = 0.0
         self._steps = 0
         self._mark: float | None = None
@@ -224,6 +229,8 @@ class Lockstep(pl.Callback):
         now = time.process_time()
         if self._mark is not None:
             self._seqlab += now - self._mark
+            (self.epoch_first_steps if batch_idx == 0 else self.other_steps).append(now - self._mark)
+            self.steps_per_epoch = trainer.num_training_batches
         next(self.plain)
         after = time.process_time()
         if self._mark is not None:
@@ -257,7 +264,7 @@ class BareLightningModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": instantiate(self.cfg.scheduler)(optimizer, total_steps=self.trainer.max_steps)}
 
 
-def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int) -> list[tuple[float, float]]:
+def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int) -> Lockstep:
     """As `lockstep_rounds`, with `BareLightningModule` in a `pl.Trainer` that has nothing else: no
     logger, checkpoints, progress bar, summary or callbacks; the same gradient clipping."""
     steps = rounds * round_steps + 1
@@ -277,15 +284,15 @@ def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: 
     )
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         trainer.fit(BareLightningModule(cfg, datamodule), datamodule=datamodule)
-    return lockstep.rounds
+    return lockstep
 
 
-def lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int, run_dir: Path) -> list[tuple[float, float]]:
-    """Per round of `round_steps` steps: (seqlab CPU s, plain CPU s), the two stepping in turn in one fit."""
+def lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int, run_dir: Path) -> Lockstep:
+    """The two stepping in turn in one fit; per round of `round_steps` steps, (seqlab CPU s, plain CPU s)."""
     steps = rounds * round_steps + 1
     lockstep = Lockstep(plain_steps(cfg, plain_workload(cfg, datamodule), steps), round_steps)
     seqlab_run(cfg, datamodule, steps, run_dir, lockstep=lockstep)
-    return lockstep.rounds
+    return lockstep
 
 
 def fit_rounds(cfg: DictConfig, datamodule, rounds: int, steps: int, tmp: Path) -> list[tuple[Timing, Timing, Timing]]:
@@ -307,6 +314,13 @@ def fit_rounds(cfg: DictConfig, datamodule, rounds: int, steps: int, tmp: Path) 
             flush=True,
         )
     return timings
+
+
+def epoch_start_extra_ms(lockstep: Lockstep) -> float | None:
+    """How much more CPU a step that begins an epoch takes than the median step (ms); None without one."""
+    if not lockstep.epoch_first_steps:
+        return None
+    return 1000 * (median(lockstep.epoch_first_steps) - median(lockstep.other_steps))
 
 
 def lockstep_table(title: str, side: str, rounds: list[tuple[float, float]], round_steps: int) -> list[tuple]:
@@ -350,13 +364,16 @@ def main() -> None:
         seqlab_run(cfg, datamodule, max(5, steps // 10), tmp / "warmup")
         plain_loop(cfg, datamodule, max(5, steps // 10))
         per_step = lockstep_rounds(cfg, datamodule, args.rounds, round_steps, tmp / "lockstep")
-        bare_per_step = bare_lockstep_rounds(cfg, datamodule, args.rounds, round_steps) if args.bare else []
+        bare_per_step = bare_lockstep_rounds(cfg, datamodule, args.rounds, round_steps) if args.bare else None
         per_fit = fit_rounds(cfg, datamodule, args.fit_rounds, steps, tmp)
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
 
     step_rows = lockstep_table(
-        f"per step, in lockstep: {args.model}, {args.rounds} rounds of {round_steps} steps, batch size {datamodule.batch_size}", "seqlab", per_step, round_steps
+        f"per step, in lockstep: {args.model}, {args.rounds} rounds of {round_steps} steps, batch size {datamodule.batch_size}",
+        "seqlab",
+        per_step.rounds,
+        round_steps,
     )
     step_ratios = [row[3] for row in step_rows[:-1]]
     figures: dict[str, float] = {
@@ -368,15 +385,20 @@ def main() -> None:
     notes = [
         "per step: after each seqlab step the plain loop takes one; seqlab's step runs from the end of one plain step to the start of the next.",
     ]
-    if bare_per_step:
+    if (extra := epoch_start_extra_ms(per_step)) is not None:
+        figures.update(epoch_start_extra_cpu_ms=extra, steps_per_epoch=per_step.steps_per_epoch)
+        notes.append("epoch start: a step that begins an epoch (it carries the last epoch's end: checkpoint, epoch metrics) less the median step, CPU ms.")
+    if bare_per_step is not None:
         bare_rows = lockstep_table(
             f"Lightning's own cost, in lockstep: a bare LightningModule and Trainer, {args.rounds} rounds of {round_steps} steps",
             "bare Lightning",
-            bare_per_step,
+            bare_per_step.rounds,
             round_steps,
         )
         bare_ratios = [row[3] for row in bare_rows[:-1]]
         figures.update(bare_lightning_step_ratio=bare_rows[-1][3], bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
+        if (extra := epoch_start_extra_ms(bare_per_step)) is not None:
+            figures["bare_lightning_epoch_start_extra_cpu_ms"] = extra
         notes.append(
             "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks."
         )
