@@ -7,10 +7,14 @@ can write. The marker must never appear.
 """
 
 import json
+import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -96,20 +100,17 @@ def command_line(command: str, source: Path, tmp_path: Path) -> list[str]:
 # -- tokenizers are chosen by name from seqlab's own table ------------------------------------
 
 
-@pytest.mark.parametrize("command", ["seqlab-eval", "seqlab-predict", "seqlab-export", "seqlab-generate"])
-def test_a_checkpoint_whose_tokenizer_names_another_class_is_refused(trained, tmp_path, command):
-    marker = tmp_path / "marker"
+def checkpoint_with_popen_tokenizer(command: str) -> "Callable[[dict, Path], tuple[list[str], list[str]]]":
+    def prepare(trained: dict, case_dir: Path) -> tuple[list[str], list[str]]:
+        def change(record):
+            record["tokenizer"] = popen_tokenizer(case_dir / "marker")
+            if command == "seqlab-generate":
+                record["label_names"] = None  # a language model, which seqlab-generate loads
 
-    def change(record):
-        record["tokenizer"] = popen_tokenizer(marker)
-        if command == "seqlab-generate":
-            record["label_names"] = None  # a language model, which seqlab-generate loads
+        ckpt = crafted_checkpoint(trained["ckpt"], case_dir / "crafted.ckpt", change)
+        return command_line(command, ckpt, case_dir), [str(ckpt), "'subprocess.Popen'", "word, bpe, char, pretrained"]
 
-    ckpt = crafted_checkpoint(trained["ckpt"], tmp_path / "crafted.ckpt", change)
-    result = run_cli(*command_line(command, ckpt, tmp_path), cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, str(ckpt), "'subprocess.Popen'", "word, bpe, char, pretrained")
-    time.sleep(0.2)  # a shell started in the background would have touched it by now
-    assert not marker.exists()
+    return prepare
 
 
 def old_layout_bundle(bundle: Path, path: Path) -> Path:
@@ -122,27 +123,20 @@ def old_layout_bundle(bundle: Path, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("crafted_file", ["seqlab_tokenizer.json", "tokenizer.json of an old bundle"])
-@pytest.mark.parametrize("command", ["seqlab-predict bundle", "seqlab-serve"])
-def test_a_bundle_whose_tokenizer_names_another_class_is_refused(trained, tmp_path, command, crafted_file):
-    marker = tmp_path / "marker"
-    source = trained["bundle"] if crafted_file == "seqlab_tokenizer.json" else old_layout_bundle(trained["bundle"], tmp_path / "old")
-    name = crafted_file.split()[0]
-    bundle = crafted_bundle(source, tmp_path / "bundle", {name: json.dumps(popen_tokenizer(marker))})
-    result = run_cli(*command_line(command, bundle, tmp_path), cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, str(bundle / name), "'subprocess.Popen'")
-    time.sleep(0.2)
-    assert not marker.exists()
+def bundle_with_popen_tokenizer(command: str, crafted_file: str) -> "Callable[[dict, Path], tuple[list[str], list[str]]]":
+    def prepare(trained: dict, case_dir: Path) -> tuple[list[str], list[str]]:
+        source = trained["bundle"] if crafted_file == "seqlab_tokenizer.json" else old_layout_bundle(trained["bundle"], case_dir / "old")
+        name = crafted_file.split()[0]
+        bundle = crafted_bundle(source, case_dir / "bundle", {name: json.dumps(popen_tokenizer(case_dir / "marker"))})
+        return command_line(command, bundle, case_dir), [str(bundle / name), "'subprocess.Popen'"]
+
+    return prepare
 
 
-def test_a_bundle_whose_standard_tokenizer_file_is_seqlabs_format_is_refused(trained, tmp_path):
+def bundle_whose_standard_tokenizer_file_is_seqlabs_format(trained: dict, case_dir: Path) -> tuple[list[str], list[str]]:
     """tokenizer.json beside seqlab_tokenizer.json is read only as a Hugging Face tokenizer, never for a name."""
-    marker = tmp_path / "marker"
-    bundle = crafted_bundle(trained["bundle"], tmp_path / "bundle", {"tokenizer.json": json.dumps(popen_tokenizer(marker))})
-    result = run_cli(*command_line("seqlab-predict bundle", bundle, tmp_path), cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, str(bundle / "tokenizer.json"), "not a word tokenizer that seqlab wrote")
-    time.sleep(0.2)
-    assert not marker.exists()
+    bundle = crafted_bundle(trained["bundle"], case_dir / "bundle", {"tokenizer.json": json.dumps(popen_tokenizer(case_dir / "marker"))})
+    return command_line("seqlab-predict bundle", bundle, case_dir), [str(bundle / "tokenizer.json"), "not a word tokenizer that seqlab wrote"]
 
 
 def test_tokenizer_files_name_the_tokenizer_and_old_class_path_files_still_load(trained, tmp_path):
@@ -191,18 +185,90 @@ def test_settings_a_tokenizer_does_not_take_are_one_line(trained, tmp_path):
 # -- recorded configs name only seqlab's classes and the constructors its conf/ uses ----------
 
 
-def test_a_checkpoint_whose_config_names_another_target_is_refused(trained, tmp_path):
+def checkpoint_whose_config_names_another_target(trained: dict, case_dir: Path) -> tuple[list[str], list[str]]:
     """seqlab-predict, -export and -generate check the record as seqlab-eval does (runs.read_run)."""
-    marker = tmp_path / "marker"
 
     def change(record):
-        record["config"]["data"] = opens_for_writing(marker)
+        record["config"]["data"] = opens_for_writing(case_dir / "marker")
 
-    ckpt = crafted_checkpoint(trained["ckpt"], tmp_path / "crafted.ckpt", change)
-    result = run_cli(*command_line("seqlab-eval", ckpt, tmp_path), cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, str(ckpt), "data._target_", "'builtins.open'")
-    time.sleep(0.2)
+    ckpt = crafted_checkpoint(trained["ckpt"], case_dir / "crafted.ckpt", change)
+    return command_line("seqlab-eval", ckpt, case_dir), [str(ckpt), "data._target_", "'builtins.open'"]
+
+
+def serve_on_port(port: str) -> "Callable[[dict, Path], tuple[list[str], list[str]]]":
+    def prepare(trained: dict, case_dir: Path) -> tuple[list[str], list[str]]:
+        return ["seqlab-serve", f"bundle={trained['bundle']}", f"port={port}", f"hydra.run.dir={case_dir / 'run'}"], [f"port={port}", "1 to 65535"]
+
+    return prepare
+
+
+# Each case writes its crafted input in a dir of its own and names the command that must refuse it
+# and what the one error line must say. They run side by side in `refusals`: each is a fresh Python
+# process, and importing torch is most of its time.
+REFUSALS: "dict[str, Callable[[dict, Path], tuple[list[str], list[str]]]]" = {
+    **{
+        f"checkpoint tokenizer, {command}": checkpoint_with_popen_tokenizer(command)
+        for command in ("seqlab-eval", "seqlab-predict", "seqlab-export", "seqlab-generate")
+    },
+    **{
+        f"bundle {crafted_file}, {command}": bundle_with_popen_tokenizer(command, crafted_file)
+        for command in ("seqlab-predict bundle", "seqlab-serve")
+        for crafted_file in ("seqlab_tokenizer.json", "tokenizer.json of an old bundle")
+    },
+    "bundle tokenizer.json in seqlab's format": bundle_whose_standard_tokenizer_file_is_seqlabs_format,
+    "checkpoint config target": checkpoint_whose_config_names_another_target,
+    **{f"serve port {port}": serve_on_port(port) for port in ("99999", "-1")},
+}
+
+
+@pytest.fixture(scope="module")
+def refusals(trained, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, list[str], Path]]:
+    """Every case of REFUSALS run: its result, the fragments its error must hold, and its marker."""
+    root = tmp_path_factory.mktemp("refusals")
+    prepared = {}
+    for name, prepare in REFUSALS.items():
+        case_dir = root / re.sub(r"\W+", "_", name)
+        case_dir.mkdir()
+        prepared[name] = (*prepare(trained, case_dir), case_dir)
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        args, _, case_dir = prepared[name]
+        return run_cli(*args, cwd=case_dir, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8)) as pool:
+        results = dict(zip(prepared, pool.map(run, prepared)))
+    time.sleep(0.2)  # a shell started in the background would have touched its marker by now
+    return {name: (results[name], expected, case_dir / "marker") for name, (_, expected, case_dir) in prepared.items()}
+
+
+def assert_refused_without_running_code(refusals: dict, name: str) -> None:
+    result, expected, marker = refusals[name]
+    assert_refused_in_one_line(result, *expected)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["seqlab-eval", "seqlab-predict", "seqlab-export", "seqlab-generate"])
+def test_a_checkpoint_whose_tokenizer_names_another_class_is_refused(refusals, command):
+    assert_refused_without_running_code(refusals, f"checkpoint tokenizer, {command}")
+
+
+@pytest.mark.parametrize("crafted_file", ["seqlab_tokenizer.json", "tokenizer.json of an old bundle"])
+@pytest.mark.parametrize("command", ["seqlab-predict bundle", "seqlab-serve"])
+def test_a_bundle_whose_tokenizer_names_another_class_is_refused(refusals, command, crafted_file):
+    assert_refused_without_running_code(refusals, f"bundle {crafted_file}, {command}")
+
+
+def test_a_bundle_whose_standard_tokenizer_file_is_seqlabs_format_is_refused(refusals):
+    assert_refused_without_running_code(refusals, "bundle tokenizer.json in seqlab's format")
+
+
+def test_a_checkpoint_whose_config_names_another_target_is_refused(refusals):
+    assert_refused_without_running_code(refusals, "checkpoint config target")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(refusals, port):
+    assert_refused_without_running_code(refusals, f"serve port {port}")
 
 
 def test_a_safetensors_bundle_whose_config_names_another_target_is_refused(trained, tmp_path):
@@ -333,9 +399,3 @@ def test_service_refuses_large_and_non_json_bodies_before_reading_them(service):
     body = b'{"texts": ["ok"]}'  # and with no content type at all
     status, answer = raw_request(service, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body), body)
     assert status == 415 and "application/json" in answer["error"]
-
-
-@pytest.mark.parametrize("port", ["99999", "-1"])
-def test_serve_refuses_a_port_out_of_range_in_one_line(trained, tmp_path, port):
-    result = run_cli("seqlab-serve", f"bundle={trained['bundle']}", f"port={port}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, timeout=120)
-    assert_refused_in_one_line(result, f"port={port}", "1 to 65535")
