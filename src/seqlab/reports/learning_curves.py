@@ -17,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_only
 PANEL_INCHES = (6, 4)
 STAGE_STYLES = {"train": {"color": "C0", "linewidth": 1, "alpha": 0.8}, "val": {"color": "C1", "marker": "o", "linewidth": 2}}
 FEW_POINTS = 20
+DPI = 100
 
 
 def _value(metrics: dict[str, Any], name: str) -> float | None:
@@ -106,6 +107,13 @@ class LearningCurves(pl.Callback):
     def draw(self) -> None:
         if not self.history:
             return
+        figure = self.figure()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # zlib level 3 instead of PIL's 6: a quarter less time encoding, for a file about a tenth larger.
+        figure.savefig(self.path, dpi=DPI, pil_kwargs={"compress_level": 3})
+
+    def figure(self) -> Figure:
+        """The recorded curves as a figure: one panel for the loss, one for the monitored metric."""
         metrics = [m for m in self._metric_names() if any(name.endswith(f"/{m}") for name in self.history)]
         width, height = PANEL_INCHES[0] * len(metrics), PANEL_INCHES[1]
         figure = Figure(figsize=(width, height))
@@ -135,6 +143,4 @@ class LearningCurves(pl.Callback):
         # Fixed margins in inches (room for tick labels, axis labels, the title and legend) rather than
         # tight_layout, which draws the figure once more to measure them.
         figure.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.45 / height, wspace=0.25)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # zlib level 3 instead of PIL's 6: a quarter less time encoding, for a file about a tenth larger.
-        figure.savefig(self.path, dpi=100, pil_kwargs={"compress_level": 3})
+        return figure
