@@ -13,6 +13,7 @@ from conftest import FAST, run_cli
 from seqlab.cli.train import train
 from seqlab.errors import SeqlabError
 from seqlab.runs import run_checkpoint
+from seqlab.sweeps.ensemble import ensemble_members
 
 EPOCHS = 4
 
@@ -99,3 +100,7 @@ def test_a_run_dir_names_its_best_checkpoint_and_to_resume_its_last(trained_run,
     assert run_checkpoint(trained_run, prefer="last") == str(trained_run / "checkpoints" / "last.ckpt")
     with pytest.raises(SeqlabError, match="neither a checkpoint file nor a run dir with checkpoints/"):
         run_checkpoint(tmp_path)
+    # As ckpt_path: one run's dir is that run, not a fold ensemble; a dir that is neither is named.
+    assert ensemble_members(str(trained_run)) is None
+    with pytest.raises(SeqlabError, match="neither a run dir .* nor a sweep dir with folds"):
+        ensemble_members(str(tmp_path))

@@ -68,8 +68,8 @@ def fold_jobs(sweep_dir: Path) -> list[FoldJob]:
     jobs = collect_sweep_folds(sweep_dir)
     if not jobs:
         raise SeqlabError(
-            f"ckpt_path={sweep_dir} is a directory without folds (fold_<k>/ dirs, or multirun jobs that set data.fold): "
-            "pass a checkpoint file, a cross-validation sweep dir, or a list of checkpoints"
+            f"ckpt_path={sweep_dir} is neither a run dir (no checkpoints/) nor a sweep dir with folds (fold_<k>/ dirs, or multirun jobs that set data.fold): "
+            "pass a checkpoint file, a run dir, a cross-validation sweep dir, or a list of checkpoints"
         )
     configurations = sorted({" ".join(job.configuration) for job in jobs})
     if len(configurations) > 1:
