@@ -34,10 +34,18 @@ def recorded(steps: int, metric: str | None, metric_points: int) -> dict[str, li
     return history
 
 
-@pytest.mark.parametrize(("monitor", "metric_points"), [("val/acc", 1), ("val/acc", 4), ("val/loss", 0)])
-def test_every_text_lies_inside_the_figure_and_every_series_shows(tmp_path, monitor, metric_points):
+@pytest.mark.parametrize(
+    ("monitor", "metric_points", "run_name"),
+    [
+        ("val/acc", 1, "11-34-02"),
+        ("val/acc", 4, "2026-11-30_11-34-02"),
+        ("val/loss", 0, "2026-11-30_11-34-02"),
+        ("val/loss", 0, "imdb_pretrain_lm_256_word_windows_seed_42"),
+    ],
+)
+def test_every_text_lies_inside_the_figure_and_every_series_shows(tmp_path, monitor, metric_points, run_name):
     metric = monitor.partition("/")[2]
-    curves = LearningCurves(tmp_path / "2026-11-30_11-34-02" / "learning_curves.png", monitor)
+    curves = LearningCurves(tmp_path / run_name / "learning_curves.png", monitor)
     curves.history = recorded(12000, None if metric == "loss" else metric, metric_points)
     figure = curves.figure()
     figure.set_dpi(DPI)

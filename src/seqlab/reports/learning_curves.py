@@ -18,6 +18,7 @@ PANEL_INCHES = (6, 4)
 STAGE_STYLES = {"train": {"color": "C0", "linewidth": 1, "alpha": 0.8}, "val": {"color": "C1", "marker": "o", "linewidth": 2}}
 FEW_POINTS = 20
 DPI = 100
+TITLE_NAME_CHARS = 20
 
 
 def _value(metrics: dict[str, Any], name: str) -> float | None:
@@ -139,7 +140,10 @@ class LearningCurves(pl.Callback):
             for handle, label in zip(*axis.get_legend_handles_labels()):
                 handles.setdefault(label, handle)
         figure.legend(handles.values(), handles.keys(), loc="upper right", bbox_to_anchor=(1 - 0.15 / width, 1), ncols=len(handles), frameon=False)
-        figure.suptitle(f"Learning curves ({self.path.parent.name})", x=0.8 / width, ha="left", fontsize="medium")
+        # The run dir's name, its end if long, so the title stays clear of the legend in a one-panel figure.
+        name = self.path.parent.name
+        name = name if len(name) <= TITLE_NAME_CHARS else "…" + name[-(TITLE_NAME_CHARS - 1) :]
+        figure.suptitle(f"Learning curves ({name})", x=0.8 / width, ha="left", fontsize="medium")
         # Fixed margins in inches (room for tick labels, axis labels, the title and legend) rather than
         # tight_layout, which draws the figure once more to measure them.
         figure.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.45 / height, wspace=0.25)
