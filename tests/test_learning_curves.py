@@ -10,7 +10,8 @@ from seqlab.reports.learning_curves import DPI, LearningCurves
 def drawn_texts(figure) -> list[Text]:
     """The title, the legend's labels, the axis labels and the tick labels inside each axis's limits
     (the locator also places ticks just outside them, which are laid out but not drawn)."""
-    texts = [figure._suptitle, *figure.legends[0].get_texts()]
+    [title] = figure.texts  # the figure's one text of its own: its title
+    texts = [title, *figure.legends[0].get_texts()]
     for axis in figure.axes:
         texts += [axis.xaxis.label, axis.yaxis.label]
         for ticks, labels, (low, high) in (
@@ -58,7 +59,9 @@ def test_every_text_lies_inside_the_figure_and_every_series_shows(tmp_path, moni
         assert figure.bbox.x0 <= extent.x0 and extent.x1 <= figure.bbox.x1, f"{text.get_text()!r} leaves the figure: {extent}"
         assert figure.bbox.y0 <= extent.y0 and extent.y1 <= figure.bbox.y1, f"{text.get_text()!r} leaves the figure: {extent}"
     [legend] = figure.legends
-    assert not legend.get_window_extent().overlaps(figure._suptitle.get_window_extent())
+    [title] = figure.texts
+    assert title.get_text().startswith("Learning curves")
+    assert not legend.get_window_extent().overlaps(title.get_window_extent())
 
     for axis in figure.axes:
         for line in axis.get_lines():
