@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_f1_score
 
 from conftest import FAST, read_metrics
+from data_fixtures import labelled_rows, write_rows
 from seqlab import runs
 from seqlab.callbacks import ProgressBar
 from seqlab.cli.train import train
@@ -29,20 +30,30 @@ class TrainingPredictions(pl.Callback):
             TRAINING_BATCHES.append((pl_module(batch["input_ids"], batch["lengths"]), batch["labels"]))
 
 
-@pytest.mark.parametrize("binary_output", ["softmax", "sigmoid"])
-def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path, binary_output):
+@pytest.mark.parametrize("classes", ["softmax", "sigmoid", "three"])
+def test_train_metrics_cover_every_training_example_of_the_epoch(compose_config, in_hydra, tmp_path, classes):
     # Without dropout, the task's forward just before a step gives the probabilities that step trains on.
     TRAINING_BATCHES.clear()
     recorder = f"+callbacks.training_predictions={{_target_: {__name__}.TrainingPredictions}}"
-    in_hydra(train, compose_config([*FAST, "trainer.max_epochs=1", "model.dropout=0.0", f"task.binary_output={binary_output}", recorder]))
+    if classes == "three":
+        topics = write_rows(tmp_path / "topics.csv", labelled_rows(600, ("a", "b", "c")), "csv")
+        overrides = [*(o for o in FAST if not o.startswith("data.")), "data=text_files", f"data.train_file={topics}"]
+    else:
+        overrides = [*FAST, f"task.binary_output={classes}"]
+    in_hydra(train, compose_config([*overrides, "trainer.max_epochs=1", "model.dropout=0.0", recorder]))
 
     metrics = read_metrics(tmp_path / "run")
     probs = torch.cat([p for p, _ in TRAINING_BATCHES])
     labels = torch.cat([y for _, y in TRAINING_BATCHES])
+    num_classes = probs.size(-1)
+    assert num_classes == (3 if classes == "three" else 2)
     assert len(labels) == metrics["data/train_size"]
-    assert metrics["train/acc"] == pytest.approx(multiclass_accuracy(probs, labels, num_classes=2).item(), abs=1e-6)
-    assert metrics["train/f1"] == pytest.approx(multiclass_f1_score(probs, labels, num_classes=2, average="macro").item(), abs=1e-6)
-    assert metrics["train/auroc"] == pytest.approx(binary_auroc(probs[:, 1], labels).item(), abs=1e-6)
+    assert metrics["train/acc"] == pytest.approx(multiclass_accuracy(probs, labels, num_classes=num_classes).item(), abs=1e-6)
+    assert metrics["train/f1"] == pytest.approx(multiclass_f1_score(probs, labels, num_classes=num_classes, average="macro").item(), abs=1e-6)
+    if num_classes == 2:
+        assert metrics["train/auroc"] == pytest.approx(binary_auroc(probs[:, 1], labels).item(), abs=1e-6)
+    else:
+        assert "train/auroc" not in metrics
 
 
 def test_a_run_cut_short_by_max_steps_finishes(compose_config, in_hydra, tmp_path):
@@ -149,3 +160,34 @@ def test_hooks_run_in_one_reused_no_op_context_unless_a_profiler_is_chosen(compo
     assert type(trainer.profiler).__name__ == profiler
     if profiler == "UnprofiledRun":
         assert trainer.profiler.profile("[Callback]a.on_train_batch_end") is trainer.profiler.profile("[LightningModule]b.training_step")
+
+
+class BatchEndCounter(pl.Callback):
+    """Overrides one per-batch hook, and counts how often Lightning names it (each hook call
+    formats the callback's state_key) between two of its training batches."""
+
+    def __init__(self) -> None:
+        self.state_key_reads = 0
+        self.reads_at_batch_end: list[int] = []
+
+    @property
+    def state_key(self) -> str:
+        self.state_key_reads += 1
+        return type(self).__qualname__
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object, batch_idx: int) -> None:
+        self.reads_at_batch_end.append(self.state_key_reads)
+
+
+def test_callbacks_are_called_only_for_the_per_batch_hooks_they_override(compose_config):
+    """Lightning calls all six per-step hooks of every callback, overridden or not; seqlab's trainer
+    leaves out the ones a callback inherits as no-ops, and still calls the ones it overrides."""
+    counter = f"+callbacks.batch_end_counter={{_target_: {__name__}.BatchEndCounter}}"
+    cfg = compose_config([*FAST, "trainer.max_epochs=1", counter])
+    datamodule = runs.build_datamodule(cfg)
+    trainer = runs.build_trainer(cfg, datamodule)
+    trainer.fit(runs.build_task(cfg, datamodule), datamodule=datamodule)
+
+    reads = next(callback for callback in trainer.callbacks if isinstance(callback, BatchEndCounter)).reads_at_batch_end
+    assert len(reads) == trainer.global_step > 2
+    assert {later - earlier for earlier, later in zip(reads, reads[1:])} == {1}

@@ -10,7 +10,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelSummary, ProgressBar
+from pytorch_lightning.callbacks import Callback, ModelSummary, ProgressBar
 from pytorch_lightning.profilers import PassThroughProfiler
 
 from seqlab.data.tokenizers import TextTokenizer
@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 
 _NO_OP = contextlib.nullcontext()
 
+# The callback hooks Lightning calls once a batch or once an optimiser step.
+PER_BATCH_HOOKS = (
+    *(name for name in vars(Callback) if name.endswith(("_batch_start", "_batch_end"))),
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+)
+
 
 class UnprofiledRun(PassThroughProfiler):
     """Lightning's default profiler, which records nothing, without its cost: Lightning wraps each
@@ -33,6 +42,19 @@ class UnprofiledRun(PassThroughProfiler):
 
     def profile(self, action_name: str) -> contextlib.nullcontext:
         return _NO_OP
+
+
+def skip_inherited_batch_hooks(callbacks: Sequence[Callback]) -> None:
+    """Lightning calls every per-batch hook of every callback, whether the callback overrides it or
+    not, and formats the callback's `state_key` into a profiler name for each call (ModelCheckpoint's
+    and EarlyStopping's from a repr of their settings): six calls a training step for each of a
+    dozen callbacks, of which five have per-step work. Its dispatcher skips a hook that is not
+    callable, so each per-batch hook a callback inherits from `Callback`, a no-op, is set to None on
+    the instance: the overridden ones run as before."""
+    for callback in callbacks:
+        for hook in PER_BATCH_HOOKS:
+            if getattr(type(callback), hook, None) is getattr(Callback, hook):
+                setattr(callback, hook, None)
 
 
 def build_datamodule(
@@ -120,5 +142,6 @@ def build_trainer(cfg: DictConfig, datamodule: pl.LightningDataModule | None = N
     if cfg.trainer.get("profiler") is None:  # debug=profiler and trainer.profiler=<name> choose a real one
         options["profiler"] = UnprofiledRun()
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **options)
+    skip_inherited_batch_hooks(trainer.callbacks)
     distributed.prepare_launch(trainer)
     return trainer
