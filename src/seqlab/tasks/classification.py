@@ -43,7 +43,7 @@ class SequenceClassificationTask(Task):
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage) for stage in STAGES})
         # Training predictions of the epoch so far, detached and on the model's device; the train
         # metrics take them in one update at the epoch's end (see `on_train_epoch_end`).
-        self._train_predictions: list[dict[str, torch.Tensor]] = []
+        self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _stage_metrics(self, stage: str) -> MetricCollection:
         metrics: dict[str, Any] = {
@@ -99,18 +99,10 @@ class SequenceClassificationTask(Task):
             collection["auroc"].update(probs[:, 1], labels)
 
     def _remember_train_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Keep the predicted class (and, for two classes, the positive class's score), not the
-        logits: one number or two per example, whatever the number of classes. Read from the logits
-        directly, since softmax and sigmoid keep their order; the score becomes a probability once
-        an epoch, in `on_train_epoch_end`."""
-        if self.single_logit:
-            score = logits.squeeze(-1)
-            predictions = {"predicted": (score > 0).long(), "labels": labels, "positive_logit": score}
-        else:
-            predictions = {"predicted": logits.argmax(-1), "labels": labels}
-            if self.num_classes == 2:  # softmax over two logits is the sigmoid of their difference
-                predictions["positive_logit"] = logits[:, 1] - logits[:, 0]
-        self._train_predictions.append(predictions)
+        """Keep what the epoch's train metrics need, at most two numbers an example whatever the
+        number of classes: a two-class task's logits themselves (its predicted class and positive
+        score come from them once an epoch, in `on_train_epoch_end`), otherwise the predicted class."""
+        self._train_predictions.append((logits if self.num_classes == 2 else logits.argmax(-1), labels))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -123,14 +115,21 @@ class SequenceClassificationTask(Task):
         training step, so they run once here instead of on every step."""
         if not self._train_predictions:
             return
-        epoch = {key: torch.cat([step[key] for step in self._train_predictions]) for key in self._train_predictions[0]}
+        outputs = torch.cat([step_outputs for step_outputs, _ in self._train_predictions])
+        labels = torch.cat([step_labels for _, step_labels in self._train_predictions])
         self._train_predictions = []
         collection = self.metrics["train_metrics"]
-        collection["acc"].update(epoch["predicted"], epoch["labels"])
-        collection["f1"].update(epoch["predicted"], epoch["labels"])
+        if self.num_classes == 2:
+            # Sigmoid and softmax keep the logits' order; softmax over two is the sigmoid of their difference.
+            positive_logit = outputs.squeeze(-1) if self.single_logit else outputs[:, 1] - outputs[:, 0]
+            predicted = (positive_logit > 0).long()
+        else:
+            predicted = outputs
+        collection["acc"].update(predicted, labels)
+        collection["f1"].update(predicted, labels)
         if "auroc" in collection:
-            collection["auroc"].update(torch.sigmoid(epoch["positive_logit"].float()), epoch["labels"])
-        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=epoch["labels"].numel())
+            collection["auroc"].update(torch.sigmoid(positive_logit.float()), labels)
+        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=labels.numel())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
