@@ -4,7 +4,7 @@
     seqlab.runs' builders, trained with `trainer.fit`; validation is off, as the plain loop has none.
 (b) plain: a loop written here with the same model, loss, fused AdamW, schedule and gradient clipping.
 
-Two measurements, both in this one process:
+Three measurements, all in this one process:
 - Per step, in lockstep: one `fit` in which, after each of seqlab's steps, the plain loop takes one
   step of its own (a callback runs it, last of all callbacks). seqlab's step is the time from the end
   of one plain step to the start of the next (all of Lightning's and seqlab's per-step work, data
@@ -12,6 +12,9 @@ Two measurements, both in this one process:
   second to the next (the other virtual CPU's load); stepping the two in turn puts both under the
   same speed, which rounds of whole runs cannot. Steps are grouped into rounds; the figure is the
   median of the per-round ratios, with their range.
+- Lightning's own cost, the same way: the plain loop's model, loss, optimiser and schedule in the
+  least LightningModule and Trainer, once with Lightning's automatic optimisation and once with its
+  manual one (`--no-bare` leaves both out).
 - Per fit: whole `fit` calls against whole plain loops, alternating A B, B A after a warm-up round;
   `fit`'s fixed cost (setting up, the model summary, the end-of-fit plot, teardown) is the fit's CPU
   time less its training loop's.
@@ -264,9 +267,29 @@ class BareLightningModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": instantiate(self.cfg.scheduler)(optimizer, total_steps=self.trainer.max_steps)}
 
 
-def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int) -> Lockstep:
-    """As `lockstep_rounds`, with `BareLightningModule` in a `pl.Trainer` that has nothing else: no
-    logger, checkpoints, progress bar, summary or callbacks; the same gradient clipping."""
+class ManualBareLightningModule(BareLightningModule):
+    """`BareLightningModule` with Lightning's manual optimisation: the step zeroes, back-propagates,
+    clips and steps itself, without Lightning's optimiser closure."""
+
+    def __init__(self, cfg: DictConfig, datamodule) -> None:
+        super().__init__(cfg, datamodule)
+        self.automatic_optimization = False
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        loss = super().training_step(batch, batch_idx)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=self.cfg.trainer.get("gradient_clip_val"), gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler.step()
+        return loss
+
+
+def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: int, manual: bool = False) -> Lockstep:
+    """As `lockstep_rounds`, with `BareLightningModule` (`manual`: `ManualBareLightningModule`) in a
+    `pl.Trainer` that has nothing else: no logger, checkpoints, progress bar, summary or callbacks;
+    the same gradient clipping."""
     steps = rounds * round_steps + 1
     lockstep = Lockstep(plain_steps(cfg, plain_workload(cfg, datamodule), steps), round_steps)
     trainer = pl.Trainer(
@@ -275,7 +298,8 @@ def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: 
         max_epochs=-1,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        # Manual optimisation clips in the step: Lightning refuses the Trainer's clipping with it.
+        gradient_clip_val=None if manual else cfg.trainer.get("gradient_clip_val"),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -283,7 +307,7 @@ def bare_lockstep_rounds(cfg: DictConfig, datamodule, rounds: int, round_steps: 
         callbacks=[lockstep],
     )
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        trainer.fit(BareLightningModule(cfg, datamodule), datamodule=datamodule)
+        trainer.fit((ManualBareLightningModule if manual else BareLightningModule)(cfg, datamodule), datamodule=datamodule)
     return lockstep
 
 
@@ -339,7 +363,7 @@ def main() -> None:
     parser.add_argument("--fit-rounds", type=int, default=4, help="whole-fit rounds after the warm-up round, A B then B A alternately (0: none)")
     parser.add_argument("--steps", type=int, help="training steps per whole-fit round (default: per model)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: steady on a shared machine)")
-    parser.add_argument("--no-bare", dest="bare", action="store_false", help="leave out the bare Lightning module and Trainer (Lightning's own cost)")
+    parser.add_argument("--no-bare", dest="bare", action="store_false", help="leave out the bare Lightning modules and Trainer (Lightning's own cost)")
     parser.add_argument("--profile", metavar="FILE", help="also profile one more seqlab run with pyinstrument and write the call tree here")
     parser.add_argument("--data-dir", default=str(SHARED_DATA), help="where the gpt workload finds tinyshakespeare/")
     parser.add_argument("overrides", nargs="*", help="extra seqlab-train overrides, e.g. data.batch_size=32")
@@ -365,6 +389,7 @@ def main() -> None:
         plain_loop(cfg, datamodule, max(5, steps // 10))
         per_step = lockstep_rounds(cfg, datamodule, args.rounds, round_steps, tmp / "lockstep")
         bare_per_step = bare_lockstep_rounds(cfg, datamodule, args.rounds, round_steps) if args.bare else None
+        manual_per_step = bare_lockstep_rounds(cfg, datamodule, args.rounds, round_steps, manual=True) if args.bare else None
         per_fit = fit_rounds(cfg, datamodule, args.fit_rounds, steps, tmp)
         if args.profile:
             profile_seqlab_run(cfg, datamodule, steps, tmp / "profiled", Path(args.profile))
@@ -399,8 +424,17 @@ def main() -> None:
         figures.update(bare_lightning_step_ratio=bare_rows[-1][3], bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
         if (extra := epoch_start_extra_ms(bare_per_step)) is not None:
             figures["bare_lightning_epoch_start_extra_cpu_ms"] = extra
+        manual_rows = lockstep_table(
+            f"Lightning's own cost with manual optimisation, in lockstep: {args.rounds} rounds of {round_steps} steps",
+            "bare manual",
+            manual_per_step.rounds,
+            round_steps,
+        )
+        manual_ratios = [row[3] for row in manual_rows[:-1]]
+        figures.update(bare_manual_step_ratio=manual_rows[-1][3], bare_manual_ratio_min=min(manual_ratios), bare_manual_ratio_max=max(manual_ratios))
         notes.append(
-            "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks."
+            "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks; "
+            "bare manual: the same with manual optimisation (the step zeroes, back-propagates, clips and steps itself)."
         )
     if per_fit:
         fit_rows = [
