@@ -355,6 +355,13 @@ def lockstep_table(title: str, side: str, rounds: list[tuple[float, float]], rou
     return rows
 
 
+def ratio_figures(name: str, title: str, side: str, lockstep: Lockstep, round_steps: int) -> dict[str, float]:
+    """Print `side`'s lockstep table; its median ratio and range as figures named after `name`."""
+    rows = lockstep_table(title, side, lockstep.rounds, round_steps)
+    ratios = [row[3] for row in rows[:-1]]
+    return {f"{name}_step_ratio": rows[-1][3], f"{name}_ratio_min": min(ratios), f"{name}_ratio_max": max(ratios)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(WORKLOADS), default="lstm")
@@ -414,24 +421,15 @@ def main() -> None:
         figures.update(epoch_start_extra_cpu_ms=extra, steps_per_epoch=per_step.steps_per_epoch)
         notes.append("epoch start: a step that begins an epoch (it carries the last epoch's end: checkpoint, epoch metrics) less the median step, CPU ms.")
     if bare_per_step is not None:
-        bare_rows = lockstep_table(
-            f"Lightning's own cost, in lockstep: a bare LightningModule and Trainer, {args.rounds} rounds of {round_steps} steps",
-            "bare Lightning",
-            bare_per_step.rounds,
-            round_steps,
-        )
-        bare_ratios = [row[3] for row in bare_rows[:-1]]
-        figures.update(bare_lightning_step_ratio=bare_rows[-1][3], bare_lightning_ratio_min=min(bare_ratios), bare_lightning_ratio_max=max(bare_ratios))
+        title = "Lightning's own cost, in lockstep: a bare LightningModule and Trainer"
+        figures.update(ratio_figures("bare_lightning", f"{title}, {args.rounds} rounds of {round_steps} steps", "bare Lightning", bare_per_step, round_steps))
         if (extra := epoch_start_extra_ms(bare_per_step)) is not None:
             figures["bare_lightning_epoch_start_extra_cpu_ms"] = extra
-        manual_rows = lockstep_table(
-            f"Lightning's own cost with manual optimisation, in lockstep: {args.rounds} rounds of {round_steps} steps",
-            "bare manual",
-            manual_per_step.rounds,
-            round_steps,
+        figures.update(
+            ratio_figures(
+                "bare_manual", f"{title}, manual optimisation, {args.rounds} rounds of {round_steps} steps", "bare manual", manual_per_step, round_steps
+            )
         )
-        manual_ratios = [row[3] for row in manual_rows[:-1]]
-        figures.update(bare_manual_step_ratio=manual_rows[-1][3], bare_manual_ratio_min=min(manual_ratios), bare_manual_ratio_max=max(manual_ratios))
         notes.append(
             "bare Lightning: the same model, loss, optimiser, schedule and clipping in the least LightningModule, in a Trainer without logger, checkpoints, bar, summary or callbacks; "
             "bare manual: the same with manual optimisation (the step zeroes, back-propagates, clips and steps itself)."
