@@ -8,6 +8,7 @@ import types
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import LambdaCallback
 from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_f1_score
 
@@ -16,6 +17,7 @@ from data_fixtures import labelled_rows, write_rows
 from seqlab import runs
 from seqlab.callbacks import ProgressBar
 from seqlab.cli.train import train
+from seqlab.runs.build import skip_inherited_batch_hooks
 from seqlab.tasks.step_logging import logs_this_step
 
 # What TrainingPredictions saw: (class probabilities, labels) of every training batch.
@@ -191,3 +193,13 @@ def test_callbacks_are_called_only_for_the_per_batch_hooks_they_override(compose
     reads = next(callback for callback in trainer.callbacks if isinstance(callback, BatchEndCounter)).reads_at_batch_end
     assert len(reads) == trainer.global_step > 2
     assert {later - earlier for earlier, later in zip(reads, reads[1:])} == {1}
+
+
+def test_hooks_a_callback_sets_on_itself_are_kept():
+    """LambdaCallback takes its hooks as functions and sets them on the instance, not its class."""
+    called = []
+    callback = LambdaCallback(on_train_batch_end=lambda *args: called.append(args))
+    skip_inherited_batch_hooks([callback])
+    assert callback.on_train_batch_start is None
+    callback.on_train_batch_end(1, 2)
+    assert called == [(1, 2)]

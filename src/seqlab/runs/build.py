@@ -50,10 +50,10 @@ def skip_inherited_batch_hooks(callbacks: Sequence[Callback]) -> None:
     and EarlyStopping's from a repr of their settings): six calls a training step for each of a
     dozen callbacks, of which five have per-step work. Its dispatcher skips a hook that is not
     callable, so each per-batch hook a callback inherits from `Callback`, a no-op, is set to None on
-    the instance: the overridden ones run as before."""
+    the instance: the ones its class overrides, or that it sets on itself (LambdaCallback), run as before."""
     for callback in callbacks:
         for hook in PER_BATCH_HOOKS:
-            if getattr(type(callback), hook, None) is getattr(Callback, hook):
+            if getattr(getattr(callback, hook, None), "__func__", None) is getattr(Callback, hook):
                 setattr(callback, hook, None)
 
 
