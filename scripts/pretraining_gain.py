@@ -21,6 +21,9 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from seqlab.errors import SeqlabError
+from seqlab.runs import run_checkpoint
+
 
 def fail(message: str) -> None:
     sys.exit(f"pretraining_gain.py: {message}")
@@ -45,8 +48,13 @@ def pretraining_minutes(run_dir: Path) -> float:
     if not source:
         fail(f"{run_dir} was not fine-tuned from a checkpoint (no finetune.from_ckpt); pass it with --scratch")
     checkpoint_path = Path(source)
-    if not checkpoint_path.is_file():
+    if not checkpoint_path.exists():
         fail(f"{run_dir} was fine-tuned from {source}, which is not there (run this from where that run was started)")
+    if checkpoint_path.is_dir():  # a pretraining run dir: its best checkpoint, as finetune.from_ckpt read it
+        try:
+            checkpoint_path = Path(run_checkpoint(checkpoint_path))
+        except SeqlabError as error:
+            fail(str(error))
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     timer = checkpoint.get("callbacks", {}).get("Timer")
     if not timer:

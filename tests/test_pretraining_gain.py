@@ -41,6 +41,16 @@ def test_points_stand_at_the_checkpoints_training_minutes_and_seeds_are_grouped(
     assert (tmp_path / "gain.png").stat().st_size > 0
 
 
+def test_a_run_fine_tuned_from_a_run_dir_stands_at_that_runs_best_checkpoint(tmp_path, monkeypatch, capsys):
+    pretraining = tmp_path / "pretraining"
+    (pretraining / "checkpoints").mkdir(parents=True)
+    checkpoint(pretraining / "checkpoints" / "best-epoch001.ckpt", train_s=1140, validate_s=60)
+    checkpoint(pretraining / "checkpoints" / "last.ckpt", train_s=1740, validate_s=60)
+    (pretraining / "metrics.json").write_text(json.dumps({"ckpt_path": "checkpoints/best-epoch001.ckpt"}))
+    gain(tmp_path, monkeypatch, str(run_dir(tmp_path / "a", 0.9, pretraining)))
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines() if "min:" in line] == ["20.0"]
+
+
 @pytest.mark.parametrize(("name", "finished", "message"), [("scratch", True, "not fine-tuned from a checkpoint"), ("missing", False, "no metrics.json")])
 def test_a_run_that_was_not_fine_tuned_or_not_finished_is_refused_in_one_line(tmp_path, monkeypatch, name, finished, message):
     path = run_dir(tmp_path / name, 0.88) if finished else tmp_path / name
