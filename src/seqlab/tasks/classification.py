@@ -41,9 +41,10 @@ class SequenceClassificationTask(Task):
         self.label_smoothing = label_smoothing
         # "train" can't be a ModuleDict key (it is nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage) for stage in STAGES})
-        # Training predictions of the epoch so far, detached and on the model's device; the train
-        # metrics take them in one update at the epoch's end (see `on_train_epoch_end`).
-        self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # The epoch's training outputs so far (a two-class task's logits, else the predicted classes)
+        # with their labels, detached and on the model's device; the train metrics take them in one
+        # update at the epoch's end (see `on_train_epoch_end`).
+        self._train_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _stage_metrics(self, stage: str) -> MetricCollection:
         metrics: dict[str, Any] = {
@@ -79,7 +80,7 @@ class SequenceClassificationTask(Task):
         loss = self.loss(logits, labels)
         batch_size = labels.size(0)
         if stage == "train":
-            self._remember_train_predictions(logits.detach(), labels)
+            self._remember_train_outputs(logits.detach(), labels)
             if logs_this_step(self.trainer):
                 self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=True)
             return loss
@@ -98,26 +99,26 @@ class SequenceClassificationTask(Task):
         if "auroc" in collection:
             collection["auroc"].update(probs[:, 1], labels)
 
-    def _remember_train_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def _remember_train_outputs(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Keep what the epoch's train metrics need, at most two numbers an example whatever the
         number of classes: a two-class task's logits themselves (its predicted class and positive
         score come from them once an epoch, in `on_train_epoch_end`), otherwise the predicted class."""
-        self._train_predictions.append((logits if self.num_classes == 2 else logits.argmax(-1), labels))
+        self._train_outputs.append((logits if self.num_classes == 2 else logits.argmax(-1), labels))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
     def on_train_epoch_start(self) -> None:
-        self._train_predictions = []
+        self._train_outputs = []
 
     def on_train_epoch_end(self) -> None:
         """Train metrics over the epoch: torchmetrics' per-call checks cost more than a small model's
         training step, so they run once here instead of on every step."""
-        if not self._train_predictions:
+        if not self._train_outputs:
             return
-        outputs = torch.cat([step_outputs for step_outputs, _ in self._train_predictions])
-        labels = torch.cat([step_labels for _, step_labels in self._train_predictions])
-        self._train_predictions = []
+        outputs = torch.cat([step_outputs for step_outputs, _ in self._train_outputs])
+        labels = torch.cat([step_labels for _, step_labels in self._train_outputs])
+        self._train_outputs = []
         collection = self.metrics["train_metrics"]
         if self.num_classes == 2:
             # Sigmoid and softmax keep the logits' order; softmax over two is the sigmoid of their difference.
